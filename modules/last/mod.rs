@@ -1,0 +1,88 @@
+//! XEP-0012 last activity: the server's uptime (§5), and an account's last logout (§4) shown
+//! only to contacts with a presence subscription from the account (the same people who see
+//! its presence); `seconds='0'` while the account has an available resource.
+
+use super::roster::Roster;
+use crate::module_api::{
+    BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, KeyVal, ModuleDescriptor,
+    ModuleError, NoOptions, Registrar, ServerHandle, SessionClosed, StanzaError, Value, check_section, now_micros, ns,
+    priority,
+};
+use std::sync::Arc;
+
+/// The module descriptor.
+pub static MODULE: ModuleDescriptor = ModuleDescriptor {
+    name: "last",
+    xeps: &["XEP-0012"],
+    depends: &["roster"],
+    default_enabled: true,
+    check_config: check_section::<NoOptions>,
+    build,
+};
+
+struct Last {
+    server: ServerHandle,
+    roster: Arc<Roster>,
+    logouts: KeyVal,
+}
+
+fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
+    let last = Arc::new(Last { server: r.server(), roster: r.service::<Roster>("roster")?, logouts: r.keyval("last") });
+    r.iq(IqKind::Get, IqTarget::Host, ns::LAST, "query", last.clone())?;
+    r.iq(IqKind::Get, IqTarget::Bare, ns::LAST, "query", last.clone())?;
+    r.iq(IqKind::Get, IqTarget::Account, ns::LAST, "query", last.clone())?;
+    r.hook::<SessionClosed>(priority::DEFAULT, last);
+    r.feature(ns::LAST);
+    Ok(())
+}
+
+fn seconds(query_secs: u64) -> Element {
+    Element::new("query", ns::LAST).with_attr("seconds", query_secs.to_string())
+}
+
+impl IqHandler for Last {
+    fn handle<'a>(&'a self, iq: &'a IqRequest) -> BoxFuture<'a, IqResult> {
+        Box::pin(async move {
+            let Some(user) = iq.to.node().map(|n| n.as_str().to_owned()) else {
+                return Ok(Some(seconds(self.server.uptime().as_secs())));
+            };
+            let account = iq.to.to_bare();
+            let own = iq.from.to_bare() == account;
+            let allowed = own
+                || match self.roster.get(&account, &iq.from.to_bare()).await {
+                    Ok(item) => item.is_some_and(|i| i.subscription.has_from()),
+                    Err(_) => return Err(StanzaError::internal_server_error()),
+                };
+            if !allowed {
+                return Err(StanzaError::forbidden());
+            }
+            if self.server.sessions_of(&account).iter().any(|s| s.is_available()) {
+                return Ok(Some(seconds(0)));
+            }
+            match self.logouts.get(&user).await {
+                Ok(Some(value)) => {
+                    let when: i64 = value.to_json().map_err(|_| StanzaError::internal_server_error())?;
+                    let elapsed = (now_micros() - when).max(0) / 1_000_000;
+                    Ok(Some(seconds(elapsed.unsigned_abs())))
+                }
+                Ok(None) => Err(StanzaError::item_not_found()),
+                Err(_) => Err(StanzaError::internal_server_error()),
+            }
+        })
+    }
+}
+
+impl Hook<SessionClosed> for Last {
+    fn call<'a>(&'a self, event: &'a mut SessionClosed) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            let account = event.session.jid.to_bare();
+            if let Some(user) = account.node()
+                && let Ok(value) = Value::json(&now_micros())
+                && let Err(e) = self.logouts.set(user.as_str(), Some(&value)).await
+            {
+                tracing::error!(error = %e, "last: storing logout time failed");
+            }
+            Flow::Continue
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! The bound client session: reads stanzas and routes them, writes what the router queues
+//! for it, and pings a silent client (XEP-0199 §4.2) to find dead connections.
+//!
+//! The loop waits on three things at once: the socket (cancel-safe reads into the framer),
+//! the outbound queue, and the idle timer. Stanzas from the client are routed one at a time,
+//! in order. When the loop ends for any reason, the session is unbound and
+//! [`SessionClosed`] fires, so that presence modules send unavailable presence.
+
+use super::connection::{Conn, Exit, Transport};
+use crate::module_api::{Flow, random_id};
+use crate::router::error::StanzaError;
+use crate::router::events::{SessionBound, SessionClosed};
+use crate::router::stanza::{EnvelopeError, NS_CLIENT, Stanza};
+use crate::server::Server;
+use crate::session::{Outbound, SessionRef};
+use crate::stream::{NS_SESSION, StreamError};
+use crate::xml::{Element, FrameEvent};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Most queued stanzas written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+
+/// Runs a bound session until it ends.
+pub async fn run<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: SessionRef,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) {
+    if let Some(host) = server.host(session.jid.domain().as_str()) {
+        host.bus.fire(&mut SessionBound { session: session.clone() }).await;
+    }
+    let exit = session_loop(server, conn, &session, &mut rx).await;
+    server.sessions.unbind(&session);
+    match exit {
+        Exit::Error(error) => conn.fail(&error).await,
+        Exit::Closed => conn.close().await,
+        Exit::Io(_) => {}
+    }
+    if let Some(host) = server.host(session.jid.domain().as_str()) {
+        host.bus.fire(&mut SessionClosed { session: session.clone() }).await;
+    }
+    tracing::debug!(jid = %session.jid, "session ended");
+}
+
+async fn session_loop<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: &SessionRef,
+    rx: &mut mpsc::UnboundedReceiver<Outbound>,
+) -> Exit {
+    let idle = server.config.c2s.ping_after_idle.get();
+    let ping_timeout = server.config.c2s.ping_timeout.get();
+    let mut deadline = Instant::now() + idle;
+    let mut ping_outstanding = false;
+    loop {
+        // Stanzas already buffered are handled before waiting on anything.
+        match conn.buffered() {
+            Ok(Some(event)) => {
+                if let Err(exit) = handle_event(server, conn, session, event).await {
+                    return exit;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(exit) => return exit,
+        }
+        let woke = tokio::select! {
+            read = conn.fill() => Wake::Read(read),
+            out = rx.recv() => Wake::Outbound(out),
+            () = tokio::time::sleep_until(deadline) => Wake::Idle,
+        };
+        let step = match woke {
+            Wake::Read(read) => {
+                deadline = Instant::now() + idle;
+                ping_outstanding = false;
+                read
+            }
+            Wake::Outbound(Some(out)) => write_outbound(conn, out, rx).await,
+            Wake::Outbound(None) => Err(Exit::Closed),
+            Wake::Idle if ping_outstanding => {
+                Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")))
+            }
+            Wake::Idle => {
+                ping_outstanding = true;
+                deadline = Instant::now() + ping_timeout;
+                send_ping(conn, session).await
+            }
+        };
+        if let Err(exit) = step {
+            return exit;
+        }
+    }
+}
+
+enum Wake {
+    Read(Result<(), Exit>),
+    Outbound(Option<Outbound>),
+    Idle,
+}
+
+async fn handle_event<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: &SessionRef,
+    event: FrameEvent,
+) -> Result<(), Exit> {
+    let el = match event {
+        FrameEvent::Element(el) => el,
+        FrameEvent::StreamClose => return Err(Exit::Closed),
+        FrameEvent::StreamOpen(_) => return Err(StreamError::new("not-well-formed").into()),
+    };
+    let stanza = match Stanza::from_element(el) {
+        Ok(stanza) => stanza,
+        Err((EnvelopeError::BadJid(_), el)) => {
+            let stanza = Stanza::new(crate::router::stanza::StanzaKind::Message, el);
+            return reply_error(conn, &stanza, StanzaError::jid_malformed()).await;
+        }
+        Err((EnvelopeError::NotAStanza, el)) => return handle_nonza(server, session, el).await,
+    };
+    if is_legacy_session_request(&stanza) {
+        // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
+        if let Some(reply) = crate::router::iq::reply(&stanza, Ok(None)) {
+            conn.send_element(&reply.el).await?;
+        }
+        return Ok(());
+    }
+    crate::router::from_client(server, session, stanza).await;
+    Ok(())
+}
+
+/// Top-level elements that are not stanzas (stream management, CSI and the like) go to the
+/// modules; unknown ones end the stream (RFC 6120 §4.9.3.22 `unsupported-stanza-type`).
+async fn handle_nonza(server: &Server, session: &SessionRef, el: Element) -> Result<(), Exit> {
+    if let Some(host) = server.host(session.jid.domain().as_str()) {
+        let mut event = crate::router::events::NonzaReceived { session: session.clone(), element: el };
+        if host.bus.fire(&mut event).await == Flow::Handled {
+            return Ok(());
+        }
+        return Err(StreamError::with_text(
+            "unsupported-stanza-type",
+            format!("<{}/> in {}", event.element.name, event.element.ns),
+        )
+        .into());
+    }
+    Err(StreamError::new("unsupported-stanza-type").into())
+}
+
+fn is_legacy_session_request(stanza: &Stanza) -> bool {
+    stanza.kind == crate::router::stanza::StanzaKind::Iq
+        && stanza.type_attr() == Some("set")
+        && stanza.el.has_child("session", NS_SESSION)
+}
+
+async fn reply_error<S: Transport>(conn: &mut Conn<S>, stanza: &Stanza, error: StanzaError) -> Result<(), Exit> {
+    if let Some(reply) = error.reply_to(stanza) {
+        conn.send_element(&reply.el).await?;
+    }
+    Ok(())
+}
+
+/// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
+async fn write_outbound<S: Transport>(
+    conn: &mut Conn<S>,
+    first: Outbound,
+    rx: &mut mpsc::UnboundedReceiver<Outbound>,
+) -> Result<(), Exit> {
+    let mut buffer = Vec::new();
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(item) = next.take() {
+        match item {
+            Outbound::Stanza(el) => el.write_to(&mut buffer, NS_CLIENT),
+            Outbound::Close(condition) => {
+                conn.send(&buffer).await?;
+                return Err(StreamError::new(condition).into());
+            }
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    conn.send(&buffer).await
+}
+
+async fn send_ping<S: Transport>(conn: &mut Conn<S>, session: &SessionRef) -> Result<(), Exit> {
+    let ping = Element::new("iq", NS_CLIENT)
+        .with_attr("type", "get")
+        .with_attr("id", format!("ping-{}", random_id(6)))
+        .with_attr("from", session.jid.domain().as_str())
+        .with_attr("to", session.jid.as_str())
+        .with_child(Element::new("ping", crate::module_api::ns::PING));
+    conn.send_element(&ping).await
+}

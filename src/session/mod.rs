@@ -1,0 +1,160 @@
+//! The local session table: which full JIDs are connected to this node, their presence state
+//! and the channel that carries stanzas to each connection's task.
+//!
+//! RFC 6120 §7 resource binding: a resource is unique per account. Binding a resource that is
+//! already in use replaces the older session, which is closed with the `conflict` stream error
+//! (§7.7.2.2, the "override" policy most clients expect after a silent reconnect).
+
+use crate::xml::Element;
+use jid::{BareJid, FullJid};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+
+/// What a connection task is asked to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Write this stanza.
+    Stanza(Box<Element>),
+    /// Close the stream with this stream error condition (e.g. `conflict`).
+    Close(&'static str),
+}
+
+/// Presence state of one session (RFC 6121 §4).
+#[derive(Debug, Default, Clone)]
+pub struct PresenceState {
+    /// The last available presence broadcast, `None` while not available.
+    pub available: Option<Element>,
+    /// The priority from that presence (RFC 6121 §4.7.2.3), -128..=127.
+    pub priority: i8,
+    /// Whether the client asked for the roster (it then gets roster pushes, §2.1.6).
+    pub roster_requested: bool,
+    /// Targets of directed presence, who get unavailable presence when the session ends.
+    pub directed_to: Vec<jid::Jid>,
+}
+
+/// One connected, bound session.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique number of this session on this node.
+    pub id: u64,
+    /// The bound full JID.
+    pub jid: FullJid,
+    tx: mpsc::UnboundedSender<Outbound>,
+    state: Mutex<PresenceState>,
+}
+
+/// Shared handle to a session.
+pub type SessionRef = Arc<Session>;
+
+impl Session {
+    /// Queues a stanza for this session. Returns false when the connection is gone.
+    pub fn send(&self, el: Element) -> bool {
+        self.tx.send(Outbound::Stanza(Box::new(el))).is_ok()
+    }
+
+    /// Asks the connection to close with a stream error.
+    pub fn close(&self, condition: &'static str) {
+        let _ = self.tx.send(Outbound::Close(condition));
+    }
+
+    /// Locks the presence state. Poisoning is ignored: the state is plain data.
+    pub fn state(&self) -> MutexGuard<'_, PresenceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the session has sent available presence.
+    pub fn is_available(&self) -> bool {
+        self.state().available.is_some()
+    }
+
+    /// The current priority (0 when unavailable).
+    pub fn priority(&self) -> i8 {
+        self.state().priority
+    }
+}
+
+/// All sessions on this node, by bare JID.
+#[derive(Default)]
+pub struct SessionTable {
+    by_account: Mutex<HashMap<BareJid, Vec<SessionRef>>>,
+    next_id: AtomicU64,
+}
+
+impl SessionTable {
+    fn table(&self) -> MutexGuard<'_, HashMap<BareJid, Vec<SessionRef>>> {
+        self.by_account.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Binds `jid` to a new session. A session already holding the same full JID is removed
+    /// from the table and returned, so that the caller closes it with `conflict`.
+    pub fn bind(&self, jid: FullJid, tx: mpsc::UnboundedSender<Outbound>) -> (SessionRef, Option<SessionRef>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session { id, jid: jid.clone(), tx, state: Mutex::default() });
+        let mut table = self.table();
+        let list = table.entry(jid.to_bare()).or_default();
+        let replaced = list.iter().position(|s| s.jid == jid).map(|i| list.swap_remove(i));
+        list.push(session.clone());
+        (session, replaced)
+    }
+
+    /// Removes a session (only if it is still the one bound to its JID).
+    pub fn unbind(&self, session: &Session) {
+        let mut table = self.table();
+        let bare = session.jid.to_bare();
+        if let Some(list) = table.get_mut(&bare) {
+            list.retain(|s| s.id != session.id);
+            if list.is_empty() {
+                table.remove(&bare);
+            }
+        }
+    }
+
+    /// The sessions of an account.
+    pub fn of_account(&self, account: &BareJid) -> Vec<SessionRef> {
+        self.table().get(account).cloned().unwrap_or_default()
+    }
+
+    /// The session bound to a full JID.
+    pub fn get(&self, jid: &FullJid) -> Option<SessionRef> {
+        self.table().get(&jid.to_bare())?.iter().find(|s| &s.jid == jid).cloned()
+    }
+
+    /// Whether a resource is in use.
+    pub fn resource_in_use(&self, jid: &FullJid) -> bool {
+        self.get(jid).is_some()
+    }
+
+    /// Number of bound sessions.
+    pub fn count(&self) -> usize {
+        self.table().values().map(Vec::len).sum()
+    }
+
+    /// Every session (shutdown, diagnostics).
+    pub fn all(&self) -> Vec<SessionRef> {
+        self.table().values().flatten().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_the_same_resource_replaces_the_older_session() {
+        let table = SessionTable::default();
+        let jid = FullJid::new("juliet@example.com/balcony").unwrap();
+        let (tx1, _rx1) = mpsc::unbounded_channel();
+        let (tx2, _rx2) = mpsc::unbounded_channel();
+        let (first, replaced) = table.bind(jid.clone(), tx1);
+        assert!(replaced.is_none());
+        let (second, replaced) = table.bind(jid.clone(), tx2);
+        assert_eq!(replaced.map(|s| s.id), Some(first.id));
+        assert_eq!(table.count(), 1);
+        table.unbind(&first);
+        assert_eq!(table.get(&jid).map(|s| s.id), Some(second.id));
+        table.unbind(&second);
+        assert_eq!(table.count(), 0);
+    }
+}

@@ -1,0 +1,331 @@
+//! The archive shape: append-only, ordered lists of items per user and store.
+
+use super::error::StorageError;
+use super::keyval::decode_value;
+use super::sql::{Bounds, Sql, push_archive_filter, random_key};
+use super::value::Value;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+/// The item columns, in the order [`decode_item`] reads them.
+const ITEM_COLUMNS: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM archive";
+
+/// Keys per statement in [`Archive::delete_by_keys`], well under both databases' limits on
+/// bound parameters.
+const KEYS_PER_STATEMENT: usize = 500;
+
+/// An item to append to an archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewItem {
+    /// The item's id, unique within its archive (host, user and store), e.g. a stanza-id or a
+    /// PEP item id. `None` generates a random URL-safe id. Appending with a key the archive
+    /// already holds replaces that item: the old one is removed and the new one goes to the
+    /// end. The empty string is not a valid key.
+    pub key: Option<String>,
+    /// When the item was created, in Unix microseconds.
+    pub when: i64,
+    /// The other party (a bare JID for MAM); empty when not applicable.
+    pub with: String,
+    /// The payload.
+    pub value: Value,
+}
+
+/// Where an appended item landed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ArchivedId {
+    /// Position in insertion order across the whole database; grows with every append.
+    pub sort_id: i64,
+    /// The item's key (generated when none was given).
+    pub key: String,
+}
+
+/// An item read from an archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedItem {
+    /// Position in insertion order, the paging order.
+    pub sort_id: i64,
+    /// The item's id within its archive.
+    pub key: String,
+    /// When the item was created, in Unix microseconds.
+    pub when: i64,
+    /// The other party, as given on append.
+    pub with: String,
+    /// The payload.
+    pub value: Value,
+}
+
+/// Which items of one archive to find, count or delete. Every filter that is set must match;
+/// the default selects the whole archive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only items with exactly this `with`.
+    pub with: Option<String>,
+    /// Only items at or after this time (Unix microseconds, inclusive).
+    pub start: Option<i64>,
+    /// Only items at or before this time (Unix microseconds, inclusive).
+    pub end: Option<i64>,
+    /// Only items appended after the item with this key (RSM `<after/>`). An unknown key is
+    /// [`StorageError::ItemNotFound`].
+    pub after: Option<String>,
+    /// Only items appended before the item with this key (RSM `<before/>`). An unknown key is
+    /// [`StorageError::ItemNotFound`].
+    pub before: Option<String>,
+    /// Only items with one of these keys; unknown keys are ignored and an empty list selects
+    /// nothing. Meant for short lists (each key is one bound parameter).
+    pub ids: Option<Vec<String>>,
+    /// At most this many items (used by [`Archive::find`] only).
+    pub limit: Option<usize>,
+    /// Take the last `limit` matching items instead of the first (RSM `<before/>` paging).
+    /// Items still come back in chronological order. Used by [`Archive::find`] only.
+    pub reverse: bool,
+}
+
+/// One page of a [`Archive::find`] result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The items, oldest first, whatever the query's direction.
+    pub items: Vec<ArchivedItem>,
+    /// No further matching items lie beyond this page in the direction of the query (after the
+    /// last item when forward, before the first when `reverse`).
+    pub complete: bool,
+}
+
+/// One archive store of one host: per user, items in insertion order.
+///
+/// Paging goes by `sort_id`, never by offset. On PostgreSQL, sort ids are taken when a
+/// transaction inserts and become visible when it commits, so concurrent writers to one
+/// archive can commit slightly out of order; a single writer per archive (such as a group
+/// commit queue) keeps the order exact.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    pool: AnyPool,
+    host: String,
+    store: String,
+}
+
+impl Archive {
+    pub(crate) fn new(pool: AnyPool, host: &str, store: &str) -> Archive {
+        Archive { pool, host: host.to_owned(), store: store.to_owned() }
+    }
+
+    /// The host this handle is scoped to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The store name this handle is scoped to.
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// Appends `item` to `user`'s archive.
+    pub async fn append(&self, user: &str, item: &NewItem) -> Result<ArchivedId, StorageError> {
+        if item.key.is_none() {
+            // A fresh random key cannot replace anything: one statement, no transaction.
+            let mut conn = self.pool.acquire().await?;
+            return self.insert(&mut conn, user, item).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        let id = self.insert(&mut tx, user, item).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Appends a batch of `(user, item)` pairs in one transaction: either all are stored or,
+    /// on error, none. Returns their ids in the order given.
+    pub async fn append_many(&self, items: &[(String, NewItem)]) -> Result<Vec<ArchivedId>, StorageError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(items.len());
+        for (user, item) in items {
+            ids.push(self.insert(&mut tx, user, item).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Inserts one item on `conn`, removing an earlier item with the same key first.
+    async fn insert(&self, conn: &mut AnyConnection, user: &str, item: &NewItem) -> Result<ArchivedId, StorageError> {
+        let key = match &item.key {
+            Some(key) => {
+                sqlx::query(
+                    "DELETE FROM archive \
+                     WHERE host = $1 AND username = $2 AND store = $3 AND key = $4",
+                )
+                .bind(self.host.as_str())
+                .bind(user)
+                .bind(self.store.as_str())
+                .bind(key.as_str())
+                .execute(&mut *conn)
+                .await?;
+                key.clone()
+            }
+            None => random_key()?,
+        };
+        let row = sqlx::query(
+            "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING sort_id",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(key.as_str())
+        .bind(item.when)
+        .bind(item.with.as_str())
+        .bind(item.value.kind.as_str())
+        .bind(item.value.data.as_slice())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(ArchivedId { sort_id: row.try_get(0)?, key })
+    }
+
+    /// The items of `user`'s archive matching `query`, at most `limit` of them, from the start
+    /// of the match (or from its end when `reverse`), oldest first.
+    pub async fn find(&self, user: &str, query: &ArchiveQuery) -> Result<Page, StorageError> {
+        let bounds = self.bounds(user, query).await?;
+        let mut sql = Sql::new(ITEM_COLUMNS);
+        push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
+        sql.push(if query.reverse { " ORDER BY sort_id DESC" } else { " ORDER BY sort_id ASC" });
+        if let Some(limit) = query.limit {
+            // One row more than asked tells whether the page is the last one.
+            let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+            sql.push(" LIMIT ").int(fetch);
+        }
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
+        let complete = match query.limit {
+            Some(limit) if items.len() > limit => {
+                items.truncate(limit);
+                false
+            }
+            _ => true,
+        };
+        if query.reverse {
+            items.reverse();
+        }
+        Ok(Page { items, complete })
+    }
+
+    /// How many items of `user`'s archive match `query`. `limit` and `reverse` are ignored;
+    /// `after` and `before` are not (clear them for an RSM total).
+    pub async fn count(&self, user: &str, query: &ArchiveQuery) -> Result<usize, StorageError> {
+        let bounds = self.bounds(user, query).await?;
+        let mut sql = Sql::new("SELECT COUNT(*) FROM archive");
+        push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
+        let row = sql.build().fetch_one(&self.pool).await?;
+        let count: i64 = row.try_get(0)?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
+    /// The item with `key` in `user`'s archive, or `None`.
+    pub async fn get(&self, user: &str, key: &str) -> Result<Option<ArchivedItem>, StorageError> {
+        let mut sql = Sql::new(ITEM_COLUMNS);
+        sql.push(" WHERE host = ")
+            .text(self.host.as_str())
+            .push(" AND username = ")
+            .text(user)
+            .push(" AND store = ")
+            .text(self.store.as_str())
+            .push(" AND key = ")
+            .text(key);
+        let row = sql.build().fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_item).transpose()
+    }
+
+    /// Deletes the items of `user`'s archive matching `query` (`limit` and `reverse` are
+    /// ignored); returns how many were removed.
+    pub async fn delete(&self, user: &str, query: &ArchiveQuery) -> Result<u64, StorageError> {
+        let bounds = self.bounds(user, query).await?;
+        let mut sql = Sql::new("DELETE FROM archive");
+        push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
+        Ok(sql.build().execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Deletes the items with these keys from `user`'s archive, atomically; unknown keys are
+    /// ignored. Returns how many were removed.
+    pub async fn delete_by_keys(&self, user: &str, keys: &[String]) -> Result<u64, StorageError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
+            let mut sql = Sql::new("DELETE FROM archive");
+            push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
+            removed += sql.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Deletes, for every user of this host and store, the items created strictly before
+    /// `when` (Unix microseconds); returns how many were removed. This is the expiry job's
+    /// call.
+    pub async fn delete_older_than(&self, when: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM archive WHERE host = $1 AND store = $2 AND \"when\" < $3")
+            .bind(self.host.as_str())
+            .bind(self.store.as_str())
+            .bind(when)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The users with at least one item in this store, sorted (bytewise).
+    pub async fn users(&self) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT username FROM archive WHERE host = $1 AND store = $2 \
+             ORDER BY username",
+        )
+        .bind(self.host.as_str())
+        .bind(self.store.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
+    }
+
+    /// Resolves the query's `after`/`before` keys to sort ids.
+    async fn bounds(&self, user: &str, query: &ArchiveQuery) -> Result<Bounds, StorageError> {
+        let mut bounds = Bounds::default();
+        if let Some(key) = &query.after {
+            bounds.after = Some(self.position(user, key).await?);
+        }
+        if let Some(key) = &query.before {
+            bounds.before = Some(self.position(user, key).await?);
+        }
+        Ok(bounds)
+    }
+
+    /// The sort id of the item with `key`, or [`StorageError::ItemNotFound`].
+    async fn position(&self, user: &str, key: &str) -> Result<i64, StorageError> {
+        let row = sqlx::query(
+            "SELECT sort_id FROM archive \
+             WHERE host = $1 AND username = $2 AND store = $3 AND key = $4",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(StorageError::ItemNotFound(key.to_owned())),
+        }
+    }
+}
+
+/// Reads the columns of [`ITEM_COLUMNS`].
+fn decode_item(row: &AnyRow) -> Result<ArchivedItem, StorageError> {
+    Ok(ArchivedItem {
+        sort_id: row.try_get(0)?,
+        key: row.try_get(1)?,
+        when: row.try_get(2)?,
+        with: row.try_get(3)?,
+        value: decode_value(row, 4)?,
+    })
+}

@@ -1,0 +1,93 @@
+//! The map shape: many keyed values per user and store.
+
+use super::error::StorageError;
+use super::keyval::{decode_value, upsert};
+use super::value::Value;
+use sqlx::{AnyPool, Row};
+
+/// One map store of one host: per user, a set of keys each holding a [`Value`].
+///
+/// The empty key is where a [`KeyVal`](super::KeyVal) handle on the same store name keeps its
+/// document; use each store name with one shape.
+#[derive(Clone, Debug)]
+pub struct Map {
+    pool: AnyPool,
+    host: String,
+    store: String,
+}
+
+impl Map {
+    pub(crate) fn new(pool: AnyPool, host: &str, store: &str) -> Map {
+        Map { pool, host: host.to_owned(), store: store.to_owned() }
+    }
+
+    /// The host this handle is scoped to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The store name this handle is scoped to.
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// The value under `key` for `user`, or `None`.
+    pub async fn get(&self, user: &str, key: &str) -> Result<Option<Value>, StorageError> {
+        let row = sqlx::query(
+            "SELECT type, value FROM kv \
+             WHERE host = $1 AND username = $2 AND store = $3 AND key = $4",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| decode_value(&row, 0)).transpose()
+    }
+
+    /// Stores `value` under `key` for `user`, replacing any previous value; `None` deletes the
+    /// key.
+    pub async fn set(&self, user: &str, key: &str, value: Option<&Value>) -> Result<(), StorageError> {
+        upsert(&self.pool, &self.host, user, &self.store, key, value).await
+    }
+
+    /// All of `user`'s entries, sorted by key (bytewise).
+    pub async fn get_all(&self, user: &str) -> Result<Vec<(String, Value)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT key, type, value FROM kv \
+             WHERE host = $1 AND username = $2 AND store = $3 ORDER BY key",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get::<String, _>(0)?, decode_value(row, 1)?))).collect()
+    }
+
+    /// The users that have `key` in this store, sorted (bytewise).
+    pub async fn users_with_key(&self, key: &str) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT username FROM kv WHERE host = $1 AND store = $2 AND key = $3 \
+             ORDER BY username",
+        )
+        .bind(self.host.as_str())
+        .bind(self.store.as_str())
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
+    }
+
+    /// Deletes every key `user` has in this store; returns how many there were.
+    pub async fn delete_all(&self, user: &str) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2 AND store = $3")
+            .bind(self.host.as_str())
+            .bind(user)
+            .bind(self.store.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,118 @@
+//! Durable state, in the three shapes Prosody proved sufficient for an XMPP server.
+//!
+//! - [`KeyVal`]: one document per user and store (an account, a vCard, a room's
+//!   configuration).
+//! - [`Map`]: many keyed values per user and store (roster items, push registrations), with a
+//!   lookup of which users hold a key.
+//! - [`Archive`]: an append-only, ordered list per user and store (MAM, offline messages, PEP
+//!   items), queryable by time, correspondent and id, paged RSM-style by position, and expired
+//!   by age.
+//!
+//! A module asks [`Storage`] for a handle naming its host and store, for example
+//! `storage.map("example.org", "roster")`, and never sees SQL. Values are bytes with a declared
+//! encoding ([`Value`]); timestamps are Unix microseconds as `i64`.
+//!
+//! Everything lives in two tables, `kv` (keyval and map) and `archive`, with the same columns on
+//! SQLite and PostgreSQL. Keyval is the map entry with the empty key, so a store name should be
+//! used with one shape only. Dialect differences are confined to `dialect.rs` and the migration
+//! folders `migrations/sqlite` and `migrations/postgres`.
+//!
+//! Opening is strict: if the database cannot be reached or migrated, [`Storage::open`] fails
+//! and the server does not start. There is no fallback store.
+
+pub mod accounts;
+mod archive;
+mod dialect;
+mod error;
+mod keyval;
+mod map;
+mod sql;
+mod value;
+
+pub use archive::{Archive, ArchiveQuery, ArchivedId, ArchivedItem, NewItem, Page};
+pub use dialect::Backend;
+pub use error::{CodecError, StorageError};
+pub use keyval::KeyVal;
+pub use map::Map;
+pub use value::{Value, ValueKind};
+
+use dialect::Target;
+use sqlx::AnyPool;
+
+/// An open database: a connection pool and the backend behind it.
+///
+/// Cloning is cheap (the pool is shared), so every part of the server can keep its own copy.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Storage {
+    /// Opens (creating if needed) and migrates the database at `url`.
+    ///
+    /// Accepted URLs:
+    /// - `sqlite://path/to/starling.db` (relative) or `sqlite:///var/lib/starling/starling.db`
+    ///   (absolute): the file and its directory are created when missing; connections use WAL,
+    ///   a busy timeout, foreign keys and `synchronous = NORMAL`;
+    /// - `sqlite::memory:`: a private in-memory database that lives as long as this
+    ///   [`Storage`], served by a single connection (for tests);
+    /// - `postgres://user@host:port/database` (or `postgresql://`): the database must exist.
+    ///
+    /// Fails with [`StorageError::Database`] when the URL is not one of these or the database
+    /// cannot be reached (connection attempts are retried for ten seconds), and with [`StorageError::Migrate`] when the schema cannot be brought
+    /// up to date.
+    pub async fn open(url: &str) -> Result<Storage, StorageError> {
+        sqlx::any::install_default_drivers();
+        let target = Target::parse(url)?;
+        let backend = target.backend();
+        target.prepare().await?;
+        let pool = target.pool_options().connect(target.url()).await?;
+        if let Err(e) = backend.migrator().run(&pool).await {
+            pool.close().await;
+            return Err(e.into());
+        }
+        tracing::info!(backend = backend.name(), "storage opened");
+        Ok(Storage { pool, backend })
+    }
+
+    /// Which database engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The keyval store `store` of virtual host `host`.
+    pub fn keyval(&self, host: &str, store: &str) -> KeyVal {
+        KeyVal::new(self.pool.clone(), host, store)
+    }
+
+    /// The map store `store` of virtual host `host`.
+    pub fn map(&self, host: &str, store: &str) -> Map {
+        Map::new(self.pool.clone(), host, store)
+    }
+
+    /// The archive store `store` of virtual host `host`.
+    pub fn archive(&self, host: &str, store: &str) -> Archive {
+        Archive::new(self.pool.clone(), host, store)
+    }
+
+    /// Removes everything `user` of `host` has in any store of any shape, in one transaction:
+    /// what account deletion needs.
+    pub async fn delete_user(&self, host: &str, user: &str) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2").bind(host).bind(user).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM archive WHERE host = $1 AND username = $2")
+            .bind(host)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. Handles obtained
+    /// earlier fail from then on. For `sqlite::memory:` this discards the data.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,225 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The storage contract: one set of behaviours every backend must show.
+//!
+//! Each contract function in `storage_contract/` takes a freshly opened, empty
+//! [`Storage`] and is instantiated below once per backend (a SQLite file, `sqlite::memory:`,
+//! and a new PostgreSQL database), so a failure names both the behaviour and the backend.
+//! PostgreSQL tests use `STARLING_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) to create and drop a database per test; they
+//! skip with a message when it is unreachable, unless `STARLING_REQUIRE_SERVICES=1`.
+//!
+//! Also here: opening behaviour and the check that both dialects' migrations produce the same
+//! tables, columns and indexes.
+
+#[path = "storage_contract/archive.rs"]
+mod archive;
+#[path = "storage_contract/archive_find.rs"]
+mod archive_find;
+#[path = "storage_contract/fixture.rs"]
+mod fixture;
+#[path = "storage_contract/kv.rs"]
+mod kv;
+#[path = "storage_contract/shapes.rs"]
+mod shapes;
+
+use archive::*;
+use archive_find::*;
+use kv::*;
+use shapes::*;
+use sqlx::{AnyConnection, Connection, Row};
+use starling::storage::{Backend, NewItem, Storage, StorageError, Value};
+use std::collections::BTreeSet;
+
+/// The virtual host most contract functions use.
+const HOST: &str = "example.org";
+
+fn item(key: Option<&str>, when: i64, with: &str, value: Value) -> NewItem {
+    NewItem { key: key.map(str::to_owned), when, with: with.to_owned(), value }
+}
+
+/// Deterministic ASCII text of `len` characters that does not repeat (so that PostgreSQL
+/// cannot shrink it by compression in an index).
+fn pseudo_random_text(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(ALPHABET[(state >> 33) as usize % ALPHABET.len()])
+        })
+        .collect()
+}
+
+/// Instantiates each contract function once per backend, as `<backend>::<function>`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::fixture::run(crate::fixture::sqlite_file().await, crate::$name).await;
+                }
+            )*
+        }
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::fixture::run(crate::fixture::sqlite_memory().await, crate::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::fixture::run(crate::fixture::postgres().await, crate::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    keyval_set_get_overwrite_delete,
+    keyval_users_sorted,
+    map_set_get_overwrite_delete,
+    map_get_all_sorted,
+    map_users_with_key,
+    map_delete_all,
+    values_unicode_and_binary,
+    long_unique_keys,
+    isolation_between_hosts_stores_users,
+    delete_user_across_shapes,
+    concurrent_writers,
+    archive_append_and_get,
+    archive_append_same_key_replaces,
+    archive_find_by_with,
+    archive_find_by_time,
+    archive_find_after_before,
+    archive_find_by_ids,
+    archive_paging_forward,
+    archive_paging_backward,
+    archive_count,
+    archive_delete_by_query,
+    archive_delete_by_keys,
+    archive_delete_older_than,
+    archive_append_many_atomic,
+    archive_users,
+);
+
+#[tokio::test]
+async fn sqlite_file_is_created_uses_wal_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/starling.db");
+    let url = format!("sqlite://{}", path.display());
+    let storage = Storage::open(&url).await.unwrap();
+    assert_eq!(storage.backend(), Backend::Sqlite);
+    assert!(path.exists());
+    storage.keyval(HOST, "accounts").set("juliet", Some(&Value::text("x"))).await.unwrap();
+    storage.close().await;
+
+    // Reopening runs the (already applied) migrations again and finds the data.
+    let storage = Storage::open(&url).await.unwrap();
+    let value = storage.keyval(HOST, "accounts").get("juliet").await.unwrap();
+    assert_eq!(value, Some(Value::text("x")));
+    storage.close().await;
+
+    let mut conn = AnyConnection::connect(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap().get(0);
+    assert_eq!(mode, "wal");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_databases_are_private_to_their_storage() {
+    let a = Storage::open("sqlite::memory:").await.unwrap();
+    let b = Storage::open("sqlite::memory:").await.unwrap();
+    a.keyval(HOST, "s").set("u", Some(&Value::text("a"))).await.unwrap();
+    assert_eq!(b.keyval(HOST, "s").get("u").await.unwrap(), None);
+    assert_eq!(a.keyval(HOST, "s").get("u").await.unwrap(), Some(Value::text("a")));
+}
+
+#[tokio::test]
+async fn open_fails_loudly() {
+    for url in ["mysql://localhost/starling", "starling.db", "sqlite://"] {
+        assert!(matches!(Storage::open(url).await, Err(StorageError::Database(_))), "{url}");
+    }
+    // A directory that cannot be created.
+    let url = "sqlite:///proc/starling-cannot-exist/starling.db";
+    assert!(Storage::open(url).await.is_err());
+    // Nothing listens on port 1.
+    let url = "postgres://postgres@127.0.0.1:1/starling";
+    assert!(matches!(Storage::open(url).await, Err(StorageError::Database(_))));
+}
+
+/// Tables and their columns, and index names (without the implicit primary-key indexes).
+type Schema = (BTreeSet<(String, String)>, BTreeSet<(String, String)>);
+
+async fn sqlite_schema(url: &str) -> Schema {
+    let mut conn = AnyConnection::connect(url).await.unwrap();
+    let columns = sqlx::query(
+        "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite%' AND m.name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let indexes = sqlx::query(
+        "SELECT tbl_name, name FROM sqlite_master \
+         WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    (pairs(&columns), pairs(&indexes))
+}
+
+async fn postgres_schema(url: &str) -> Schema {
+    let mut conn = AnyConnection::connect(url).await.unwrap();
+    let columns = sqlx::query(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let indexes = sqlx::query(
+        "SELECT tablename::text, indexname::text FROM pg_indexes \
+         WHERE schemaname = 'public' AND indexname NOT LIKE '%\\_pkey'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    (pairs(&columns), pairs(&indexes))
+}
+
+fn pairs(rows: &[sqlx::any::AnyRow]) -> BTreeSet<(String, String)> {
+    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+#[tokio::test]
+async fn migrations_do_not_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}/drift.db", dir.path().display());
+    Storage::open(&sqlite_url).await.unwrap().close().await;
+    let sqlite = sqlite_schema(&sqlite_url).await;
+    assert!(sqlite.0.contains(&("archive".into(), "when".into())), "{sqlite:?}");
+    assert!(sqlite.1.contains(&("kv".into(), "kv_store_key".into())), "{sqlite:?}");
+
+    let Some((admin_url, name)) = fixture::create_postgres_database().await else {
+        return;
+    };
+    let postgres_url = fixture::database_url(&admin_url, &name);
+    let outcome = tokio::spawn(async move {
+        Storage::open(&postgres_url).await.unwrap().close().await;
+        postgres_schema(&postgres_url).await
+    })
+    .await;
+    fixture::drop_database(&admin_url, &name).await;
+    let postgres = outcome.unwrap();
+    assert_eq!(sqlite.0, postgres.0, "tables and columns differ between dialects");
+    assert_eq!(sqlite.1, postgres.1, "indexes differ between dialects");
+}

@@ -1,0 +1,177 @@
+//! Contract: the archive shape, appending and deleting (and the helpers the query contracts
+//! share).
+
+use super::{HOST, item};
+use starling::storage::{Archive, ArchiveQuery, ArchivedId, NewItem, Page, Storage, StorageError, Value};
+
+pub const ROMEO: &str = "romeo@example.net";
+pub const MERCUTIO: &str = "mercutio@example.net";
+pub const SECOND: i64 = 1_000_000;
+
+/// Ten items `k00`…`k09` at seconds 1…10, alternately with Romeo (even) and Mercutio (odd),
+/// plus noise in another user's archive.
+pub async fn fill(archive: &Archive) -> Vec<ArchivedId> {
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let with = if i % 2 == 0 { ROMEO } else { MERCUTIO };
+        let key = format!("k{i:02}");
+        let value = Value::text(format!("message {i}"));
+        ids.push(archive.append("juliet", &item(Some(&key), (i + 1) * SECOND, with, value)).await.unwrap());
+    }
+    archive.append("nurse", &item(Some("k00"), SECOND, ROMEO, Value::text("noise"))).await.unwrap();
+    ids
+}
+
+pub fn keys(page: &Page) -> Vec<&str> {
+    page.items.iter().map(|i| i.key.as_str()).collect()
+}
+
+pub fn ks(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|i| format!("k{i:02}")).collect()
+}
+
+pub fn q() -> ArchiveQuery {
+    ArchiveQuery::default()
+}
+
+pub async fn find(archive: &Archive, query: ArchiveQuery) -> Page {
+    archive.find("juliet", &query).await.unwrap()
+}
+
+pub async fn archive_append_and_get(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    let mut previous = None;
+    let mut generated = Vec::new();
+    for i in 0..3 {
+        let id = archive.append("juliet", &item(None, i, ROMEO, Value::text("hi"))).await.unwrap();
+        assert_eq!(id.key.len(), 20);
+        assert!(id.key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(previous.is_none_or(|p| id.sort_id > p), "sort ids grow");
+        previous = Some(id.sort_id);
+        generated.push(id.key);
+    }
+    generated.sort();
+    generated.dedup();
+    assert_eq!(generated.len(), 3);
+
+    let value = Value::xml("<message xmlns='jabber:client'><body>hello</body></message>");
+    let id = archive.append("juliet", &item(Some("stanza-1"), 42, ROMEO, value.clone())).await.unwrap();
+    assert_eq!(id.key, "stanza-1");
+    let stored = archive.get("juliet", "stanza-1").await.unwrap().unwrap();
+    assert_eq!((stored.sort_id, stored.key.as_str(), stored.when), (id.sort_id, "stanza-1", 42));
+    assert_eq!((stored.with.as_str(), stored.value), (ROMEO, value));
+    assert_eq!(archive.get("juliet", "nope").await.unwrap(), None);
+    assert_eq!(archive.get("romeo", "stanza-1").await.unwrap(), None);
+}
+
+pub async fn archive_append_same_key_replaces(s: Storage) {
+    let archive = s.archive(HOST, "pep");
+    archive.append("juliet", &item(Some("a"), 1, "", Value::text("a1"))).await.unwrap();
+    let b = archive.append("juliet", &item(Some("b"), 2, "", Value::text("b1"))).await.unwrap();
+    let a2 = archive.append("juliet", &item(Some("a"), 3, "", Value::text("a2"))).await.unwrap();
+    assert!(a2.sort_id > b.sort_id, "a replaced item moves to the end");
+    let page = find(&archive, q()).await;
+    assert_eq!(keys(&page), ["b", "a"]);
+    assert_eq!(page.items[1].value, Value::text("a2"));
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 2);
+}
+
+pub async fn archive_delete_by_query(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    fill(&archive).await;
+    let with = ArchiveQuery { with: Some(MERCUTIO.into()), limit: Some(1), ..q() };
+    assert_eq!(archive.delete("juliet", &with).await.unwrap(), 5, "limit ignored");
+    assert_eq!(keys(&find(&archive, q()).await), ["k00", "k02", "k04", "k06", "k08"]);
+    let early = ArchiveQuery { end: Some(3 * SECOND), ..q() };
+    assert_eq!(archive.delete("juliet", &early).await.unwrap(), 2);
+    let after = ArchiveQuery { after: Some("k04".into()), ..q() };
+    assert_eq!(archive.delete("juliet", &after).await.unwrap(), 2);
+    assert_eq!(keys(&find(&archive, q()).await), ["k04"]);
+    assert_eq!(archive.delete("juliet", &q()).await.unwrap(), 1);
+    assert_eq!(archive.delete("juliet", &q()).await.unwrap(), 0);
+    assert_eq!(archive.count("nurse", &q()).await.unwrap(), 1, "other users untouched");
+}
+
+pub async fn archive_delete_by_keys(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    fill(&archive).await;
+    let gone = ["k01".to_string(), "k03".to_string(), "unknown".to_string()];
+    assert_eq!(archive.delete_by_keys("juliet", &gone).await.unwrap(), 2);
+    assert_eq!(archive.delete_by_keys("juliet", &[]).await.unwrap(), 0);
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 8);
+    assert_eq!(archive.count("nurse", &q()).await.unwrap(), 1);
+
+    // More keys than one statement binds.
+    let batch: Vec<(String, NewItem)> =
+        (0..1200).map(|i| ("romeo".to_string(), item(Some(&format!("b{i}")), i, "", Value::text("x")))).collect();
+    archive.append_many(&batch).await.unwrap();
+    let keys: Vec<String> = (0..1100).map(|i| format!("b{i}")).collect();
+    assert_eq!(archive.delete_by_keys("romeo", &keys).await.unwrap(), 1100);
+    assert_eq!(archive.count("romeo", &q()).await.unwrap(), 100);
+}
+
+pub async fn archive_delete_older_than(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    for user in ["juliet", "romeo"] {
+        for i in 1..=10 {
+            archive.append(user, &item(None, i * SECOND, "", Value::text("x"))).await.unwrap();
+        }
+    }
+    s.archive(HOST, "offline").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
+    s.archive("b.example", "mam").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
+
+    assert_eq!(archive.delete_older_than(5 * SECOND).await.unwrap(), 8, "strictly older only");
+    for user in ["juliet", "romeo"] {
+        let page = archive.find(user, &q()).await.unwrap();
+        assert_eq!(page.items.first().map(|i| i.when), Some(5 * SECOND));
+        assert_eq!(page.items.len(), 6);
+    }
+    assert_eq!(s.archive(HOST, "offline").count("juliet", &q()).await.unwrap(), 1);
+    assert_eq!(s.archive("b.example", "mam").count("juliet", &q()).await.unwrap(), 1);
+}
+
+pub async fn archive_append_many_atomic(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    assert!(archive.append_many(&[]).await.unwrap().is_empty());
+
+    let batch = vec![
+        ("juliet".to_string(), item(None, 1, ROMEO, Value::text("1"))),
+        ("romeo".to_string(), item(Some("r1"), 1, "juliet@example.org", Value::text("1"))),
+        ("juliet".to_string(), item(Some("keep"), 2, ROMEO, Value::text("original"))),
+    ];
+    let ids = archive.append_many(&batch).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.windows(2).all(|w| w[0].sort_id < w[1].sort_id), "stored in batch order");
+    assert_eq!((ids[1].key.as_str(), ids[2].key.as_str()), ("r1", "keep"));
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 2);
+    assert_eq!(archive.get("romeo", "r1").await.unwrap().unwrap().sort_id, ids[1].sort_id);
+
+    // The last item is invalid (empty key): nothing of the batch may remain, including the
+    // replacement of "keep" and the item for another user.
+    let failing = vec![
+        ("juliet".to_string(), item(Some("keep"), 3, ROMEO, Value::text("replaced"))),
+        ("romeo".to_string(), item(None, 3, "", Value::text("2"))),
+        ("juliet".to_string(), item(Some(""), 3, ROMEO, Value::text("bad"))),
+    ];
+    assert!(matches!(archive.append_many(&failing).await, Err(StorageError::Database(_))));
+    let kept = archive.get("juliet", "keep").await.unwrap().unwrap();
+    assert_eq!((kept.sort_id, kept.value), (ids[2].sort_id, Value::text("original")));
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 2);
+    assert_eq!(archive.count("romeo", &q()).await.unwrap(), 1);
+    assert!(matches!(
+        archive.append("juliet", &item(Some(""), 3, "", Value::text("bad"))).await,
+        Err(StorageError::Database(_))
+    ));
+}
+
+pub async fn archive_users(s: Storage) {
+    let archive = s.archive(HOST, "offline");
+    assert!(archive.users().await.unwrap().is_empty());
+    for user in ["zed", "alice", "bob", "alice"] {
+        archive.append(user, &item(None, 1, "", Value::text("x"))).await.unwrap();
+    }
+    s.archive(HOST, "mam").append("carol", &item(None, 1, "", Value::text("x"))).await.unwrap();
+    assert_eq!(archive.users().await.unwrap(), ["alice", "bob", "zed"]);
+    archive.delete("alice", &q()).await.unwrap();
+    assert_eq!(archive.users().await.unwrap(), ["bob", "zed"]);
+}

@@ -1,0 +1,109 @@
+//! Contract: the keyval and map shapes.
+
+use super::HOST;
+use serde_json::json;
+use starling::storage::{Storage, Value};
+
+pub async fn keyval_set_get_overwrite_delete(s: Storage) {
+    let kv = s.keyval(HOST, "accounts");
+    assert_eq!(kv.get("juliet").await.unwrap(), None);
+
+    let first = Value::json(&json!({"password": "x", "n": 1})).unwrap();
+    kv.set("juliet", Some(&first)).await.unwrap();
+    assert_eq!(kv.get("juliet").await.unwrap(), Some(first.clone()));
+    assert_eq!(kv.get("juliet").await.unwrap().unwrap().to_json::<serde_json::Value>().unwrap()["n"], 1);
+
+    // Overwriting may change the kind as well as the bytes.
+    let second = Value::text("plain");
+    kv.set("juliet", Some(&second)).await.unwrap();
+    assert_eq!(kv.get("juliet").await.unwrap(), Some(second));
+
+    kv.set("juliet", None).await.unwrap();
+    assert_eq!(kv.get("juliet").await.unwrap(), None);
+    // Deleting what is not there is not an error.
+    kv.set("juliet", None).await.unwrap();
+    assert!(kv.users().await.unwrap().is_empty());
+}
+
+pub async fn keyval_users_sorted(s: Storage) {
+    let kv = s.keyval(HOST, "vcard");
+    let mut names = vec!["zoë", "alice", "Bob", "émile", "a b", "Z", "ümlaut", "0"];
+    for name in &names {
+        kv.set(name, Some(&Value::text(*name))).await.unwrap();
+    }
+    kv.set("gone", Some(&Value::text("x"))).await.unwrap();
+    kv.set("gone", None).await.unwrap();
+    // Other stores and hosts do not leak in.
+    s.keyval(HOST, "other").set("intruder", Some(&Value::text("x"))).await.unwrap();
+    s.keyval("other.example", "vcard").set("intruder", Some(&Value::text("x"))).await.unwrap();
+
+    names.sort(); // Rust's order on str is bytewise, as promised.
+    assert_eq!(kv.users().await.unwrap(), names);
+}
+
+pub async fn map_set_get_overwrite_delete(s: Storage) {
+    let map = s.map(HOST, "roster");
+    assert_eq!(map.get("juliet", "romeo@example.net").await.unwrap(), None);
+
+    let item = Value::json(&json!({"subscription": "both"})).unwrap();
+    map.set("juliet", "romeo@example.net", Some(&item)).await.unwrap();
+    assert_eq!(map.get("juliet", "romeo@example.net").await.unwrap(), Some(item));
+
+    let changed = Value::json(&json!({"subscription": "to"})).unwrap();
+    map.set("juliet", "romeo@example.net", Some(&changed)).await.unwrap();
+    assert_eq!(map.get("juliet", "romeo@example.net").await.unwrap(), Some(changed));
+    assert_eq!(map.get("juliet", "nurse@example.net").await.unwrap(), None);
+    assert_eq!(map.get("romeo", "romeo@example.net").await.unwrap(), None);
+
+    map.set("juliet", "romeo@example.net", None).await.unwrap();
+    assert_eq!(map.get("juliet", "romeo@example.net").await.unwrap(), None);
+    map.set("juliet", "romeo@example.net", None).await.unwrap();
+}
+
+pub async fn map_get_all_sorted(s: Storage) {
+    let map = s.map(HOST, "roster");
+    assert!(map.get_all("juliet").await.unwrap().is_empty());
+    let mut keys = vec!["b", "a", "é", "Z", "a b", "☃", "aa"];
+    for key in &keys {
+        map.set("juliet", key, Some(&Value::text(format!("v-{key}")))).await.unwrap();
+    }
+    map.set("romeo", "not-juliets", Some(&Value::text("x"))).await.unwrap();
+    s.map(HOST, "other").set("juliet", "not-this-store", Some(&Value::text("x"))).await.unwrap();
+
+    keys.sort();
+    let all = map.get_all("juliet").await.unwrap();
+    let expected: Vec<(String, Value)> = keys.iter().map(|k| (k.to_string(), Value::text(format!("v-{k}")))).collect();
+    assert_eq!(all, expected);
+}
+
+pub async fn map_users_with_key(s: Storage) {
+    let map = s.map(HOST, "push");
+    let v = Value::text("registration");
+    for user in ["romeo", "juliet", "benvolio"] {
+        map.set(user, "device-1", Some(&v)).await.unwrap();
+    }
+    map.set("nurse", "device-2", Some(&v)).await.unwrap();
+    map.set("benvolio", "device-1", None).await.unwrap();
+    s.map(HOST, "other").set("tybalt", "device-1", Some(&v)).await.unwrap();
+    s.map("other.example", "push").set("mercutio", "device-1", Some(&v)).await.unwrap();
+
+    assert_eq!(map.users_with_key("device-1").await.unwrap(), vec!["juliet", "romeo"]);
+    assert_eq!(map.users_with_key("device-2").await.unwrap(), vec!["nurse"]);
+    assert!(map.users_with_key("device-3").await.unwrap().is_empty());
+}
+
+pub async fn map_delete_all(s: Storage) {
+    let map = s.map(HOST, "roster");
+    let v = Value::text("x");
+    for key in ["a", "b", "c"] {
+        map.set("juliet", key, Some(&v)).await.unwrap();
+    }
+    map.set("romeo", "a", Some(&v)).await.unwrap();
+    s.map(HOST, "other").set("juliet", "a", Some(&v)).await.unwrap();
+
+    assert_eq!(map.delete_all("juliet").await.unwrap(), 3);
+    assert!(map.get_all("juliet").await.unwrap().is_empty());
+    assert_eq!(map.delete_all("juliet").await.unwrap(), 0);
+    assert_eq!(map.get("romeo", "a").await.unwrap(), Some(v.clone()));
+    assert_eq!(s.map(HOST, "other").get("juliet", "a").await.unwrap(), Some(v));
+}
