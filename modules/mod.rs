@@ -32,6 +32,6 @@ pub static ALL: &[&ModuleDescriptor] = &[
 ];
 
 /// Each module's config check, for `Config::load`.
-pub fn config_checks() -> Vec<(&'static str, crate::config::ModuleSectionCheck)> {
+pub fn config_checks() -> Vec<(&'static str, crate::module_api::ModuleSectionCheck)> {
     ALL.iter().map(|d| (d.name, d.check_config)).collect()
 }

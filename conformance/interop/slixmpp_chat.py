@@ -97,8 +97,9 @@ async def main():
         )
     a.disconnect()
     b.disconnect()
+    mechanism = getattr(a.mechanism, "name", a.mechanism)
     print(f"PASS: {count} messages each way, in order, no duplicates; subscriptions both; "
-          f"mechanism {getattr(a.mechanism, "name", a.mechanism)}")
+          f"mechanism {mechanism}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ pub mod ns;
 mod registrar;
 mod server_handle;
 
-pub use crate::config::{ByteSize, ConfigDuration};
+pub use crate::config::{ByteSize, ConfigDuration, ModuleSectionCheck};
 pub use crate::events::{BoxFuture, Event, EventBus, Flow, Hook, priority};
 pub use crate::router::error::{ErrorType, StanzaError};
 pub use crate::router::events::*;
