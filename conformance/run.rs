@@ -39,7 +39,10 @@ listen = []
 
 fn main() -> std::process::ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let list = args.iter().any(|a| a == "--list");
+    let exact = args.iter().any(|a| a == "--exact");
+    let (filters, skips) = filters_of(&args);
     let mut scripts = Vec::new();
     collect(&root.join("scripts"), &mut scripts);
     scripts.sort();
@@ -47,8 +50,17 @@ fn main() -> std::process::ExitCode {
     let selected: Vec<(String, PathBuf)> = scripts
         .into_iter()
         .map(|p| (name_of(&root, &p), p))
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| {
+            let matches = |f: &&str| if exact { name == f } else { name.contains(f) };
+            (filters.is_empty() || filters.iter().any(matches)) && !skips.iter().any(matches)
+        })
         .collect();
+    if list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let filtered_out = total - selected.len();
     println!("\nrunning {} tests", selected.len());
 
@@ -81,6 +93,23 @@ fn main() -> std::process::ExitCode {
         started.elapsed().as_secs_f64()
     );
     if failures.is_empty() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}
+
+/// Positional filters and `--skip` values; the values of libtest's other options are not filters.
+fn filters_of(args: &[String]) -> (Vec<&str>, Vec<&str>) {
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--skip" => skips.extend(iter.next().map(String::as_str)),
+            "--format" | "--test-threads" | "--color" | "--logfile" | "-Z" => {
+                iter.next();
+            }
+            other if other.starts_with('-') => {}
+            other => filters.push(other),
+        }
+    }
+    (filters, skips)
 }
 
 async fn run_all(root: PathBuf, scripts: Vec<(String, PathBuf)>) -> Vec<(String, String)> {

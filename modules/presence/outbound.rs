@@ -193,7 +193,8 @@ impl Presence {
     /// Stores an inbound subscription request until it is answered.
     pub(super) async fn remember_request(&self, account: &BareJid, contact: &BareJid, request: &Element) {
         let user = account.node().map(|n| n.as_str()).unwrap_or_default();
-        let value = Value::xml(request.to_bytes(NS_CLIENT));
+        // Serialised with its namespace declared, so that it parses back as a jabber:client stanza.
+        let value = Value::xml(request.to_bytes(""));
         if let Err(e) = self.pending.set(user, contact.as_str(), Some(&value)).await {
             log_storage(e);
         }

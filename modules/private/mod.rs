@@ -3,8 +3,8 @@
 //! stored returns it empty (§3).
 
 use crate::module_api::{
-    BoxFuture, Element, IqHandler, IqKind, IqRequest, IqResult, IqTarget, Map, ModuleDescriptor, ModuleError,
-    NoOptions, Registrar, StanzaError, Value, check_section, ns,
+    BoxFuture, Element, ErrorType, IqHandler, IqKind, IqRequest, IqResult, IqTarget, Map, ModuleDescriptor,
+    ModuleError, NoOptions, Registrar, StanzaError, SyncIq, Value, check_section, ns,
 };
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     let private = Arc::new(Private { store: r.map("private") });
     r.iq(IqKind::Get, IqTarget::Account, ns::PRIVATE, "query", private.clone())?;
     r.iq(IqKind::Set, IqTarget::Account, ns::PRIVATE, "query", private)?;
+    // XEP-0049 §4: another account's storage is off limits.
+    let forbidden = Arc::new(SyncIq(|_: &IqRequest| Err(StanzaError::new(ErrorType::Cancel, "forbidden"))));
+    r.iq(IqKind::Get, IqTarget::Bare, ns::PRIVATE, "query", forbidden.clone())?;
+    r.iq(IqKind::Set, IqTarget::Bare, ns::PRIVATE, "query", forbidden)?;
     r.feature(ns::PRIVATE);
     Ok(())
 }

@@ -44,8 +44,11 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
         r.iq(IqKind::Set, IqTarget::PreAuth, ns::REGISTER, "query", register.clone())?;
         r.stream_feature(FeatureStage::PreAuth, Element::new("register", ns::REGISTER_FEATURE));
     }
-    r.iq(IqKind::Get, IqTarget::Account, ns::REGISTER, "query", register.clone())?;
-    r.iq(IqKind::Set, IqTarget::Account, ns::REGISTER, "query", register)?;
+    // XEP-0077 §3.3 addresses password changes to the domain; clients also use no 'to'.
+    for target in [IqTarget::Account, IqTarget::Host] {
+        r.iq(IqKind::Get, target, ns::REGISTER, "query", register.clone())?;
+        r.iq(IqKind::Set, target, ns::REGISTER, "query", register.clone())?;
+    }
     r.feature(ns::REGISTER);
     Ok(())
 }
