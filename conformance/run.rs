@@ -38,31 +38,47 @@ listen = []
 "#;
 
 fn main() -> std::process::ExitCode {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
+    // Cargo sets CARGO_MANIFEST_DIR when it runs the test too; prefer that over the value
+    // compiled in, which names wherever the binary was built (target directories are shared).
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    let root = manifest_dir.join("conformance");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let list = args.iter().any(|a| a == "--list");
     let exact = args.iter().any(|a| a == "--exact");
     let (filters, skips) = filters_of(&args);
     let mut scripts = Vec::new();
     collect(&root.join("scripts"), &mut scripts);
-    scripts.sort();
-    let total = scripts.len();
-    let selected: Vec<(String, PathBuf)> = scripts
+    let mut pending = Vec::new();
+    collect(&root.join("pending"), &mut pending);
+    let mut all: Vec<Case> = scripts.into_iter().map(|p| Case::new(&root, "scripts", p, false)).collect();
+    all.extend(pending.into_iter().map(|p| Case::new(&root, "pending", p, true)));
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let total = all.len();
+    let selected: Vec<Case> = all
         .into_iter()
-        .map(|p| (name_of(&root, &p), p))
-        .filter(|(name, _)| {
-            let matches = |f: &&str| if exact { name == f } else { name.contains(f) };
+        .filter(|case| {
+            let matches = |f: &&str| if exact { case.name == *f } else { case.name.contains(f) };
             (filters.is_empty() || filters.iter().any(matches)) && !skips.iter().any(matches)
         })
         .collect();
     if list {
-        for (name, _) in &selected {
-            println!("{name}: test");
+        for case in &selected {
+            println!("{}: test", case.name);
         }
         return std::process::ExitCode::SUCCESS;
     }
-    let filtered_out = total - selected.len();
-    println!("\nrunning {} tests", selected.len());
+    // Pending scripts are libtest's ignored tests: `--ignored` runs only them, `--include-ignored` all.
+    let (only_ignored, include_ignored) =
+        (args.iter().any(|a| a == "--ignored"), args.iter().any(|a| a == "--include-ignored"));
+    let (selected, skipped): (Vec<Case>, Vec<Case>) =
+        selected.into_iter().partition(|case| include_ignored || case.pending == only_ignored);
+    let ignored: Vec<Case> = skipped.into_iter().filter(|case| case.pending).collect();
+    let filtered_out = total - selected.len() - ignored.len();
+    println!("\nrunning {} tests", selected.len() + ignored.len());
+    for case in &ignored {
+        println!("test {} ... ignored", case.name);
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -72,7 +88,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let started = Instant::now();
-    let failures = runtime.block_on(run_all(root, selected.clone()));
+    let failures = runtime.block_on(run_all(root, selected.iter().map(|c| (c.name.clone(), c.path.clone())).collect()));
     let passed = selected.len() - failures.len();
 
     if !failures.is_empty() {
@@ -87,9 +103,10 @@ fn main() -> std::process::ExitCode {
     }
     let verdict = if failures.is_empty() { "ok" } else { "FAILED" };
     println!(
-        "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; {filtered_out} filtered out; \
+        "\ntest result: {verdict}. {passed} passed; {} failed; {} ignored; 0 measured; {filtered_out} filtered out; \
          finished in {:.2}s\n",
         failures.len(),
+        ignored.len(),
         started.elapsed().as_secs_f64()
     );
     if failures.is_empty() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
@@ -158,9 +175,19 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn name_of(root: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(root.join("scripts")).unwrap_or(path);
-    relative.to_string_lossy().replace('\\', "/")
+/// One script: its name as printed and filtered (relative to `scripts/`, or `pending/…`).
+struct Case {
+    name: String,
+    path: PathBuf,
+    pending: bool,
+}
+
+impl Case {
+    fn new(root: &Path, dir: &str, path: PathBuf, pending: bool) -> Case {
+        let relative = path.strip_prefix(root.join(dir)).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        let name = if pending { format!("pending/{relative}") } else { relative };
+        Case { name, path, pending }
+    }
 }
 
 /// Plays one script file against a fresh server.

@@ -12,8 +12,8 @@
 mod list;
 
 use crate::module_api::{
-    BoxFuture, Element, Flow, Hook, InboundPresence, IqKind, IqTarget, MessageToLocal, ModuleDescriptor, ModuleError,
-    NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns, priority,
+    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, MessageToLocal, ModuleDescriptor,
+    ModuleError, NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns, priority,
 };
 use list::Blocklists;
 use std::sync::Arc;
@@ -49,7 +49,9 @@ impl Hook<StanzaFromClient> for Blocklists {
                 return Flow::Continue;
             }
             if event.stanza.kind != StanzaKind::Presence {
-                let error = StanzaError::not_acceptable().with_app(Element::new("blocked", ns::BLOCKING_ERRORS));
+                // XEP-0191 §3.5 examples give this error type cancel.
+                let error = StanzaError::new(ErrorType::Cancel, "not-acceptable")
+                    .with_app(Element::new("blocked", ns::BLOCKING_ERRORS));
                 if let Some(reply) = error.reply_to(&event.stanza) {
                     event.session.send(reply.el);
                 }

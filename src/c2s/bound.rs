@@ -24,16 +24,22 @@ const WRITE_BATCH: usize = 64;
 
 /// Runs a bound session until it ends.
 pub async fn run<S: Transport>(
-    server: &Server,
-    conn: &mut Conn<S>,
+    server: std::sync::Arc<Server>,
+    mut conn: Conn<S>,
     session: SessionRef,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
 ) {
+    let (server, conn) = (&*server, &mut conn);
     if let Some(host) = server.host(session.jid.domain().as_str()) {
-        host.bus.fire(&mut SessionBound { session: session.clone() }).await;
+        Box::pin(host.bus.fire(&mut SessionBound { session: session.clone() })).await;
     }
     let exit = session_loop(server, conn, &session, &mut rx).await;
     server.sessions.unbind(&session);
+    Box::pin(finish(server, conn, &session, exit)).await;
+    tracing::debug!(jid = %session.jid, "session ended");
+}
+
+async fn finish<S: Transport>(server: &Server, conn: &mut Conn<S>, session: &SessionRef, exit: Exit) {
     match exit {
         Exit::Error(error) => conn.fail(&error).await,
         Exit::Closed => conn.close().await,
@@ -42,7 +48,6 @@ pub async fn run<S: Transport>(
     if let Some(host) = server.host(session.jid.domain().as_str()) {
         host.bus.fire(&mut SessionClosed { session: session.clone() }).await;
     }
-    tracing::debug!(jid = %session.jid, "session ended");
 }
 
 async fn session_loop<S: Transport>(
@@ -59,7 +64,8 @@ async fn session_loop<S: Transport>(
         // Stanzas already buffered are handled before waiting on anything.
         match conn.buffered() {
             Ok(Some(event)) => {
-                if let Err(exit) = handle_event(server, conn, session, event).await {
+                // Boxed: routing futures are large and must not size the idle task.
+                if let Err(exit) = Box::pin(handle_event(server, conn, session, event)).await {
                     return exit;
                 }
                 continue;
@@ -78,7 +84,7 @@ async fn session_loop<S: Transport>(
                 ping_outstanding = false;
                 read
             }
-            Wake::Outbound(Some(out)) => write_outbound(conn, out, rx).await,
+            Wake::Outbound(Some(out)) => Box::pin(write_outbound(conn, out, rx)).await,
             Wake::Outbound(None) => Err(Exit::Closed),
             Wake::Idle if ping_outstanding => {
                 Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")))
@@ -86,7 +92,7 @@ async fn session_loop<S: Transport>(
             Wake::Idle => {
                 ping_outstanding = true;
                 deadline = Instant::now() + ping_timeout;
-                send_ping(conn, session).await
+                Box::pin(send_ping(conn, session)).await
             }
         };
         if let Err(exit) = step {

@@ -5,12 +5,14 @@
 use crate::stream::StreamError;
 use crate::xml::{Element, FrameEvent, Framer, Limits};
 use std::net::SocketAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-/// Size of one socket read. Allocated per read and dropped after, so an idle connection
-/// holds no read buffer.
+/// Size of one socket read. The buffer lives on the stack of a single poll, never across an
+/// await, so an idle connection holds no read buffer at all.
 const READ_CHUNK: usize = 4096;
 
 /// What a transport can tell about itself.
@@ -109,15 +111,24 @@ impl<S: Transport> Conn<S> {
         Ok(event)
     }
 
-    /// Reads once from the socket into the framer. Cancel-safe.
+    /// Reads once from the socket into the framer. Cancel-safe: bytes are handed to the
+    /// framer inside the poll that read them.
     pub async fn fill(&mut self) -> Result<(), Exit> {
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let n = self.io.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(Exit::Closed);
-        }
-        self.framer.feed(&chunk[..n]);
-        Ok(())
+        let Conn { io, framer, .. } = self;
+        std::future::poll_fn(|cx| {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(Exit::Io(e))),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Err(Exit::Closed)),
+                Poll::Ready(Ok(())) => {
+                    framer.feed(buf.filled());
+                    Poll::Ready(Ok(()))
+                }
+            }
+        })
+        .await
     }
 
     /// Writes and flushes bytes.

@@ -33,7 +33,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, kind: Liste
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 let server = server.clone();
-                tokio::spawn(async move { handle(server, tcp, peer, kind).await });
+                tokio::spawn(handle(server, tcp, peer, kind));
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -52,12 +52,15 @@ fn limits(server: &Server) -> Limits {
     }
 }
 
+/// Negotiation runs in the accepting task; once a resource is bound, the session continues in
+/// a task of its own that holds only the connection and the bound loop, and the (much larger)
+/// negotiation future is freed. This is what keeps an idle session small.
 async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: ListenerKind) {
     let deadline = server.config.c2s.negotiation_timeout.get();
     if kind == ListenerKind::DirectTls {
         let Some(acceptor) = server.tls_acceptor() else { return };
         match timeout(deadline, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => serve(&server, Conn::new(tls, peer, limits(&server))).await,
+            Ok(Ok(tls)) => negotiate_then_spawn(&server, Conn::new(tls, peer, limits(&server))).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
@@ -68,29 +71,37 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: Lis
         Ok(Ok(Step::StartTls)) => {
             let Some(acceptor) = server.tls_acceptor() else { return };
             match timeout(deadline, acceptor.accept(conn.io)).await {
-                Ok(Ok(tls)) => {
-                    let conn = Conn::new(tls, peer, limits(&server));
-                    serve(&server, conn).await;
-                }
+                Ok(Ok(tls)) => negotiate_then_spawn(&server, Conn::new(tls, peer, limits(&server))).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "STARTTLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "STARTTLS handshake timed out"),
             }
         }
-        Ok(Ok(Step::Bound { session, rx })) => bound::run(&server, &mut conn, session, rx).await,
+        Ok(Ok(Step::Bound { session, rx })) => spawn_session(&server, conn, session, rx),
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
 }
 
-/// Negotiates (after TLS) and runs the session.
-async fn serve<S: Transport>(server: &Server, mut conn: Conn<S>) {
+/// Negotiates (after TLS) and hands a bound session to its own task.
+async fn negotiate_then_spawn<S: Transport>(server: &Arc<Server>, mut conn: Conn<S>) {
     let deadline = server.config.c2s.negotiation_timeout.get();
     match timeout(deadline, negotiate(server, &mut conn)).await {
-        Ok(Ok(Step::Bound { session, rx })) => bound::run(server, &mut conn, session, rx).await,
+        Ok(Ok(Step::Bound { session, rx })) => spawn_session(server, conn, session, rx),
         Ok(Ok(Step::StartTls)) => conn.fail(&StreamError::new("policy-violation")).await,
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
+}
+
+fn spawn_session<S: Transport>(
+    server: &Arc<Server>,
+    conn: Conn<S>,
+    session: crate::session::SessionRef,
+    rx: tokio::sync::mpsc::UnboundedReceiver<crate::session::Outbound>,
+) {
+    let task = bound::run(server.clone(), conn, session, rx);
+    tracing::trace!(future_bytes = std::mem::size_of_val(&task), "session task");
+    tokio::spawn(task);
 }
 
 async fn end<S: Transport>(conn: &mut Conn<S>, exit: Exit) {

@@ -1,0 +1,190 @@
+//! `starling-bench`: a load generator that speaks plain standard XMPP, so that it drives any
+//! server (Starling, Prosody, ejabberd) the same way. Each scenario prints one JSON line.
+//!
+//! `login`: opens N sessions (TLS, SASL, bind, presence) with bounded concurrency, reports
+//! logins per second, keeps them idle, and reads the server's resident memory before and
+//! after (`--server-pid`) to give the memory cost of one idle session.
+
+mod client;
+mod scram;
+
+use clap::{Parser, Subcommand};
+use client::{Target, idle, insecure_tls, login, register};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Parser)]
+#[command(name = "starling-bench", about = "XMPP load generator")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Server address (STARTTLS port, or direct TLS port with --direct-tls).
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    server: SocketAddr,
+    /// XMPP domain.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Use direct TLS (XEP-0368) instead of STARTTLS.
+    #[arg(long)]
+    direct_tls: bool,
+    /// SASL mechanism: SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN.
+    #[arg(long, default_value = "SCRAM-SHA-256")]
+    mech: String,
+    /// Account name prefix; accounts are <prefix><n>.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    /// Password of every account.
+    #[arg(long, default_value = "bench-password")]
+    password: String,
+    /// Create the accounts first with in-band registration (XEP-0077).
+    #[arg(long)]
+    register: bool,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<IpAddr>,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// N idle sessions: logins per second and memory per session.
+    Login {
+        #[command(flatten)]
+        common: Common,
+        /// Number of sessions.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Seconds to stay idle before measuring memory.
+        #[arg(long, default_value_t = 10)]
+        idle: u64,
+        /// PID of the server process, to read its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds this process used (user + system), from /proc (clock ticks of 1/100 s).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn target(common: &Common) -> Result<Target, String> {
+    let mech = scram::Mech::parse(&common.mech).ok_or_else(|| format!("unknown mechanism {}", common.mech))?;
+    Ok(Target {
+        addr: common.server,
+        domain: common.domain.clone(),
+        direct_tls: common.direct_tls,
+        mech,
+        tls: insecure_tls()?,
+    })
+}
+
+async fn register_all(target: &Target, common: &Common, count: usize) -> Result<(), String> {
+    let gate = Arc::new(Semaphore::new(common.concurrency));
+    let mut tasks = Vec::with_capacity(count);
+    for n in 0..count {
+        let (target, gate) = (target.clone(), gate.clone());
+        let (user, password) = (format!("{}{n}", common.prefix), common.password.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            register(&target, &user, &password).await
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Option<u32>) -> Result<(), String> {
+    let target = target(&common)?;
+    if common.register {
+        register_all(&target, &common, sessions).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = pid.and_then(rss_kib);
+    let cpu_before = own_cpu_seconds();
+    let gate = Arc::new(Semaphore::new(common.concurrency));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let start = Instant::now();
+    for n in 0..sessions {
+        let (target, gate, failed, ready) = (target.clone(), gate.clone(), failed.clone(), ready_tx.clone());
+        let user = format!("{}{n}", common.prefix);
+        let password = common.password.clone();
+        let source = (!common.source.is_empty()).then(|| common.source[n % common.source.len()]);
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let outcome = login(&target, &user, &password, source).await;
+            drop(permit);
+            let _ = ready.send(());
+            match outcome {
+                Ok(session) => idle(session).await,
+                Err(e) => {
+                    if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("{user}: {e}");
+                    }
+                }
+            }
+        });
+    }
+    drop(ready_tx);
+    for _ in 0..sessions {
+        ready_rx.recv().await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let bench_cpu = own_cpu_seconds() - cpu_before;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let rss_after = pid.and_then(rss_kib);
+    let failed = failed.load(Ordering::Relaxed);
+    let established = sessions - failed;
+    let per_session = match (rss_before, rss_after) {
+        (Some(b), Some(a)) if established > 0 => Some((a.saturating_sub(b)) as f64 / established as f64),
+        _ => None,
+    };
+    let json = format!(
+        "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
+         \"mechanism\":\"{}\",\"tls\":\"{}\",\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
+         \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu:.2}}}",
+        target.mech.name(),
+        if common.direct_tls { "direct" } else { "starttls" },
+        established as f64 / elapsed,
+        rss_before.map_or("null".into(), |v| v.to_string()),
+        rss_after.map_or("null".into(), |v| v.to_string()),
+        per_session.map_or("null".into(), |v| format!("{v:.2}")),
+    );
+    println!("{json}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let outcome = match Cli::parse().scenario {
+        Scenario::Login { common, sessions, idle, server_pid } => {
+            login_scenario(common, sessions, idle, server_pid).await
+        }
+    };
+    if let Err(e) = outcome {
+        eprintln!("starling-bench: {e}");
+        std::process::exit(1);
+    }
+}
