@@ -3,6 +3,7 @@
 pub mod c2s;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod module_api;
 pub mod router;
 pub mod server;

@@ -192,6 +192,8 @@ pub struct Running {
     pub c2s: Vec<SocketAddr>,
     /// Direct TLS client listener addresses.
     pub c2s_direct_tls: Vec<SocketAddr>,
+    /// HTTP listener addresses.
+    pub http: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -213,7 +215,8 @@ impl Drop for Running {
 
 /// Binds every configured listener and starts accepting.
 pub async fn serve(server: Arc<Server>) -> anyhow::Result<Running> {
-    let mut running = Running { server: server.clone(), c2s: vec![], c2s_direct_tls: vec![], tasks: vec![] };
+    let mut running =
+        Running { server: server.clone(), c2s: vec![], c2s_direct_tls: vec![], http: vec![], tasks: vec![] };
     let kinds = [
         (&server.config.c2s.listen, ListenerKind::StartTls),
         (&server.config.c2s.direct_tls_listen, ListenerKind::DirectTls),
@@ -229,6 +232,13 @@ pub async fn serve(server: Arc<Server>) -> anyhow::Result<Running> {
             }
             running.tasks.push(tokio::spawn(accept_loop(server.clone(), listener, kind)));
         }
+    }
+    for addr in &server.config.http.listen {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP {addr}"))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(%bound, "listening for HTTP");
+        running.http.push(bound);
+        running.tasks.push(tokio::spawn(crate::http::serve(server.clone(), listener)));
     }
     Ok(running)
 }

@@ -1,14 +1,23 @@
 //! XEP-0012 last activity: the server's uptime (§5), and an account's last logout (§4) shown
 //! only to contacts with a presence subscription from the account (the same people who see
-//! its presence); `seconds='0'` while the account has an available resource.
+//! its presence); `seconds='0'` while the account has an available resource. The status text
+//! of the last unavailable presence the account sent is returned with the logout time.
 
 use super::roster::Roster;
 use crate::module_api::{
     BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, KeyVal, ModuleDescriptor,
-    ModuleError, NoOptions, Registrar, ServerHandle, SessionClosed, StanzaError, Value, check_section, now_micros, ns,
-    priority,
+    ModuleError, NS_CLIENT, NoOptions, OutboundPresence, Registrar, ServerHandle, SessionClosed, StanzaError, Value,
+    check_section, now_micros, ns, priority,
 };
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// What is stored per account: when it last went offline, and the status it gave.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Logout {
+    when: i64,
+    status: Option<String>,
+}
 
 /// The module descriptor.
 pub static MODULE: ModuleDescriptor = ModuleDescriptor {
@@ -31,13 +40,28 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     r.iq(IqKind::Get, IqTarget::Host, ns::LAST, "query", last.clone())?;
     r.iq(IqKind::Get, IqTarget::Bare, ns::LAST, "query", last.clone())?;
     r.iq(IqKind::Get, IqTarget::Account, ns::LAST, "query", last.clone())?;
-    r.hook::<SessionClosed>(priority::DEFAULT, last);
+    r.hook::<SessionClosed>(priority::DEFAULT, last.clone());
+    r.hook::<OutboundPresence>(priority::POLICY, last);
     r.feature(ns::LAST);
     Ok(())
 }
 
 fn seconds(query_secs: u64) -> Element {
     Element::new("query", ns::LAST).with_attr("seconds", query_secs.to_string())
+}
+
+impl Last {
+    async fn record(&self, user: &str, status: Option<String>) {
+        let logout = Logout { when: now_micros(), status };
+        match Value::json(&logout) {
+            Ok(value) => {
+                if let Err(e) = self.logouts.set(user, Some(&value)).await {
+                    tracing::error!(error = %e, "last: storing logout failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "last: encoding logout failed"),
+        }
+    }
 }
 
 impl IqHandler for Last {
@@ -61,9 +85,13 @@ impl IqHandler for Last {
             }
             match self.logouts.get(&user).await {
                 Ok(Some(value)) => {
-                    let when: i64 = value.to_json().map_err(|_| StanzaError::internal_server_error())?;
-                    let elapsed = (now_micros() - when).max(0) / 1_000_000;
-                    Ok(Some(seconds(elapsed.unsigned_abs())))
+                    let logout: Logout = value.to_json().map_err(|_| StanzaError::internal_server_error())?;
+                    let elapsed = (now_micros() - logout.when).max(0) / 1_000_000;
+                    let mut query = seconds(elapsed.unsigned_abs());
+                    if let Some(status) = logout.status {
+                        query = query.with_text(status);
+                    }
+                    Ok(Some(query))
                 }
                 Ok(None) => Err(StanzaError::item_not_found()),
                 Err(_) => Err(StanzaError::internal_server_error()),
@@ -75,12 +103,27 @@ impl IqHandler for Last {
 impl Hook<SessionClosed> for Last {
     fn call<'a>(&'a self, event: &'a mut SessionClosed) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            let account = event.session.jid.to_bare();
-            if let Some(user) = account.node()
-                && let Ok(value) = Value::json(&now_micros())
-                && let Err(e) = self.logouts.set(user.as_str(), Some(&value)).await
+            // A session that already sent unavailable presence was recorded then, with its status.
+            if event.session.is_available()
+                && let Some(user) = event.session.jid.node()
             {
-                tracing::error!(error = %e, "last: storing logout time failed");
+                self.record(user.as_str(), None).await;
+            }
+            Flow::Continue
+        })
+    }
+}
+
+impl Hook<OutboundPresence> for Last {
+    fn call<'a>(&'a self, event: &'a mut OutboundPresence) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            let stanza = &event.stanza;
+            if stanza.to().is_none()
+                && stanza.type_attr() == Some("unavailable")
+                && let Some(user) = event.session.jid.node()
+            {
+                let status = stanza.el.get_child("status", NS_CLIENT).map(Element::text);
+                self.record(user.as_str(), status).await;
             }
             Flow::Continue
         })

@@ -91,7 +91,7 @@ pub struct C2sSection {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HttpSection {
-    /// Addresses of the HTTP listener (health endpoint).
+    /// Addresses of the HTTP listener (`GET /health`).
     pub listen: Vec<SocketAddr>,
 }
 

@@ -17,9 +17,10 @@ pub struct TestServer {
 /// already set here, or for module sections).
 pub async fn start(c2s_extra: &str, extra: &str) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
+    let http = if extra.contains("[http]") { "" } else { "[http]\nlisten = []\n" };
     let toml = format!(
         "[server]\ndomains = [\"localhost\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
-         [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n{c2s_extra}\n[http]\nlisten = []\n{extra}",
+         [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n{c2s_extra}\n{http}{extra}",
         dir.path().display().to_string()
     );
     let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
