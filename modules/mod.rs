@@ -5,6 +5,7 @@
 pub mod blocking;
 pub mod disco;
 pub mod last;
+pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -21,6 +22,7 @@ pub static ALL: &[&ModuleDescriptor] = &[
     &blocking::MODULE,
     &disco::MODULE,
     &last::MODULE,
+    &offline::MODULE,
     &ping::MODULE,
     &presence::MODULE,
     &private::MODULE,

@@ -1,7 +1,7 @@
 //! Presence sent by a local client (RFC 6121 §3.1.2, §3.2.2, §3.3.2, §3.4, §4.2, §4.4, §4.6).
 
 use super::{Presence, log_storage};
-use crate::module_api::{BareJid, Element, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, Value};
+use crate::module_api::{BareJid, Element, InitialPresence, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, Value};
 
 /// The priority of an available presence (§4.7.2.3), clamped to −128..=127, default 0.
 fn priority_of(el: &Element) -> i8 {
@@ -104,6 +104,8 @@ impl Presence {
             }
             Err(e) => log_storage(e),
         }
+        let mut event = InitialPresence { session: session.clone() };
+        self.server.fire(account.domain().as_str(), &mut event).await;
     }
 
     /// Directed presence (§4.6): routed, and remembered for the unavailable at session end.

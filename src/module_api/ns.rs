@@ -36,3 +36,5 @@ pub const ROSTER_VER: &str = "urn:xmpp:features:rosterver";
 pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
 /// XEP-0203 delayed delivery.
 pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0359 unique and stable stanza IDs.
+pub const SID: &str = "urn:xmpp:sid:0";

@@ -42,6 +42,12 @@ pub enum FeatureStage {
     Bound,
 }
 
+/// Housekeeping run by [`Registrar::every`].
+pub trait PeriodicTask: Send + Sync + 'static {
+    /// One run.
+    fn run(&self) -> crate::events::BoxFuture<'_, ()>;
+}
+
 /// Produces a stream feature element when features are offered.
 pub type StreamFeatureFn = Arc<dyn Fn() -> Element + Send + Sync>;
 
@@ -170,6 +176,25 @@ impl<'a> Registrar<'a> {
     /// The archive store `store` of this domain.
     pub fn archive(&self, store: &str) -> Archive {
         self.storage.archive(self.domain, store)
+    }
+
+    /// Runs `task` every `interval` (first run after one interval) for as long as the server
+    /// runs: expiry jobs and other housekeeping.
+    pub fn every(&mut self, interval: std::time::Duration, task: Arc<dyn PeriodicTask>) {
+        let server = self.server.clone();
+        let module = self.module;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if !server.is_running() {
+                    return;
+                }
+                tracing::debug!(module, "running periodic task");
+                task.run().await;
+            }
+        });
     }
 
     /// Shares a service object with other modules of this domain.

@@ -101,6 +101,21 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// Fires an event on a domain's bus (for events that modules raise, such as
+    /// [`crate::router::events::InitialPresence`]).
+    pub async fn fire<E: crate::events::Event>(&self, domain: &str, event: &mut E) -> crate::events::Flow {
+        let Some(server) = self.get() else { return crate::events::Flow::Continue };
+        match server.host(domain) {
+            Some(host) => host.bus.fire(event).await,
+            None => crate::events::Flow::Continue,
+        }
+    }
+
+    /// Whether the server is still running.
+    pub fn is_running(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
     /// Calls `f` with a domain's module tables.
     pub fn with_host<T>(&self, domain: &str, f: impl FnOnce(&HostModules) -> T) -> Option<T> {
         let server = self.get()?;

@@ -71,6 +71,13 @@ pub struct NonzaReceived {
     pub element: crate::xml::Element,
 }
 
+/// A session sent its initial presence (RFC 6121 §4.2): it now takes bare-JID messages, so
+/// stored messages can be delivered to it. Fired by the presence module.
+pub struct InitialPresence {
+    /// The session that became available.
+    pub session: SessionRef,
+}
+
 /// An account was removed; modules drop what they hold for it.
 pub struct AccountDeleted {
     /// The removed account.
@@ -103,4 +110,7 @@ impl Event for AccountDeleted {
 }
 impl Event for NonzaReceived {
     const NAME: &'static str = "nonza-received";
+}
+impl Event for InitialPresence {
+    const NAME: &'static str = "initial-presence";
 }
