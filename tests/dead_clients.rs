@@ -3,9 +3,9 @@
 //! and its contacts see it go unavailable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
 #[path = "../conformance/client.rs"]
 mod client;
+mod support;
 
 use client::{Client, Received};
 use std::time::Duration;
@@ -56,7 +56,10 @@ async fn a_silent_client_is_disconnected_and_its_contacts_see_it_leave() {
     assert!(error.has_child("connection-timeout", "urn:ietf:params:xml:ns:xmpp-streams"), "{error}");
     let gone = loop {
         let el = watcher.recv().await.unwrap();
-        if el.name == "presence" && el.attr("from").is_some_and(|f| f.ends_with("/silent")) && el.attr("type") == Some("unavailable") {
+        if el.name == "presence"
+            && el.attr("from").is_some_and(|f| f.ends_with("/silent"))
+            && el.attr("type") == Some("unavailable")
+        {
             break el;
         }
         if el.name == "iq" && el.has_child("ping", "urn:xmpp:ping") {
