@@ -76,7 +76,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: Lis
                 Err(_) => tracing::debug!(%peer, "STARTTLS handshake timed out"),
             }
         }
-        Ok(Ok(Step::Bound { session, rx })) => spawn_session(&server, conn, session, rx),
+        Ok(Ok(Step::Bound { session })) => spawn_session(&server, conn, session),
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
@@ -86,20 +86,15 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: Lis
 async fn negotiate_then_spawn<S: Transport>(server: &Arc<Server>, mut conn: Conn<S>) {
     let deadline = server.config.c2s.negotiation_timeout.get();
     match timeout(deadline, negotiate(server, &mut conn)).await {
-        Ok(Ok(Step::Bound { session, rx })) => spawn_session(server, conn, session, rx),
+        Ok(Ok(Step::Bound { session })) => spawn_session(server, conn, session),
         Ok(Ok(Step::StartTls)) => conn.fail(&StreamError::new("policy-violation")).await,
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
 }
 
-fn spawn_session<S: Transport>(
-    server: &Arc<Server>,
-    conn: Conn<S>,
-    session: crate::session::SessionRef,
-    rx: tokio::sync::mpsc::UnboundedReceiver<crate::session::Outbound>,
-) {
-    let task = bound::run(server.clone(), conn, session, rx);
+fn spawn_session<S: Transport>(server: &Arc<Server>, conn: Conn<S>, session: crate::session::SessionRef) {
+    let task = bound::run(server.clone(), conn, session);
     tracing::trace!(future_bytes = std::mem::size_of_val(&task), "session task");
     tokio::spawn(task);
 }

@@ -15,12 +15,11 @@ use super::connection::{Conn, Exit, Transport};
 use crate::module_api::{FeatureStage, IqKind, IqTarget, random_id};
 use crate::router::stanza::{NS_CLIENT, Stanza};
 use crate::server::Server;
-use crate::session::{Outbound, SessionRef};
+use crate::session::SessionRef;
 use crate::stream::sasl::{ChannelBindings, channel_binding_types, offered};
 use crate::stream::{self, NS_BIND, NS_SASL, NS_SASL_CB, NS_SESSION, NS_STREAMS, NS_TLS, StreamError};
 use crate::xml::{Element, FrameEvent};
 use jid::{BareJid, FullJid};
-use tokio::sync::mpsc;
 
 /// How negotiation ended well.
 pub enum Step {
@@ -30,8 +29,6 @@ pub enum Step {
     Bound {
         /// The new session.
         session: SessionRef,
-        /// Its outbound queue.
-        rx: mpsc::UnboundedReceiver<Outbound>,
     },
 }
 
@@ -243,8 +240,7 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
             }
             continue;
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (session, replaced) = server.sessions.bind(full.clone(), tx);
+        let (session, replaced) = server.sessions.bind(full.clone());
         if let Some(old) = replaced {
             old.close("conflict");
         }
@@ -255,6 +251,6 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
             server.sessions.unbind(&session);
             return Err(e);
         }
-        return Ok(Step::Bound { session, rx });
+        return Ok(Step::Bound { session });
     }
 }

@@ -7,10 +7,10 @@
 
 use crate::xml::Element;
 use jid::{BareJid, FullJid};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// What a connection task is asked to do.
 #[derive(Debug)]
@@ -35,13 +35,18 @@ pub struct PresenceState {
 }
 
 /// One connected, bound session.
+///
+/// Its outbound queue is a plain deque plus a wake-up, not a channel: a queue that is empty
+/// holds no allocation, which matters for the many sessions that sit idle.
 #[derive(Debug)]
 pub struct Session {
     /// Unique number of this session on this node.
     pub id: u64,
     /// The bound full JID.
     pub jid: FullJid,
-    tx: mpsc::UnboundedSender<Outbound>,
+    outbox: Mutex<VecDeque<Outbound>>,
+    wake: Notify,
+    closed: AtomicBool,
     state: Mutex<PresenceState>,
 }
 
@@ -49,14 +54,45 @@ pub struct Session {
 pub type SessionRef = Arc<Session>;
 
 impl Session {
+    fn push(&self, item: Outbound) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).push_back(item);
+        self.wake.notify_one();
+        true
+    }
+
     /// Queues a stanza for this session. Returns false when the connection is gone.
     pub fn send(&self, el: Element) -> bool {
-        self.tx.send(Outbound::Stanza(Box::new(el))).is_ok()
+        self.push(Outbound::Stanza(Box::new(el)))
     }
 
     /// Asks the connection to close with a stream error.
     pub fn close(&self, condition: &'static str) {
-        let _ = self.tx.send(Outbound::Close(condition));
+        self.push(Outbound::Close(condition));
+    }
+
+    /// The next queued item, without waiting.
+    pub fn try_next_outbound(&self) -> Option<Outbound> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+
+    /// Waits for the next queued item. Cancel-safe: nothing is taken from the queue unless
+    /// the future completes.
+    pub async fn next_outbound(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_next_outbound() {
+                return item;
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// Marks the connection gone: later sends fail, queued items are dropped.
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Locks the presence state. Poisoning is ignored: the state is plain data.
@@ -89,9 +125,16 @@ impl SessionTable {
 
     /// Binds `jid` to a new session. A session already holding the same full JID is removed
     /// from the table and returned, so that the caller closes it with `conflict`.
-    pub fn bind(&self, jid: FullJid, tx: mpsc::UnboundedSender<Outbound>) -> (SessionRef, Option<SessionRef>) {
+    pub fn bind(&self, jid: FullJid) -> (SessionRef, Option<SessionRef>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session { id, jid: jid.clone(), tx, state: Mutex::default() });
+        let session = Arc::new(Session {
+            id,
+            jid: jid.clone(),
+            outbox: Mutex::default(),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            state: Mutex::default(),
+        });
         let mut table = self.table();
         let list = table.entry(jid.to_bare()).or_default();
         let replaced = list.iter().position(|s| s.jid == jid).map(|i| list.swap_remove(i));
@@ -99,8 +142,9 @@ impl SessionTable {
         (session, replaced)
     }
 
-    /// Removes a session (only if it is still the one bound to its JID).
+    /// Removes a session (only if it is still the one bound to its JID) and marks it closed.
     pub fn unbind(&self, session: &Session) {
+        session.mark_closed();
         let mut table = self.table();
         let bare = session.jid.to_bare();
         if let Some(list) = table.get_mut(&bare) {
@@ -145,16 +189,38 @@ mod tests {
     fn binding_the_same_resource_replaces_the_older_session() {
         let table = SessionTable::default();
         let jid = FullJid::new("juliet@example.com/balcony").unwrap();
-        let (tx1, _rx1) = mpsc::unbounded_channel();
-        let (tx2, _rx2) = mpsc::unbounded_channel();
-        let (first, replaced) = table.bind(jid.clone(), tx1);
+        let (first, replaced) = table.bind(jid.clone());
         assert!(replaced.is_none());
-        let (second, replaced) = table.bind(jid.clone(), tx2);
+        let (second, replaced) = table.bind(jid.clone());
         assert_eq!(replaced.map(|s| s.id), Some(first.id));
         assert_eq!(table.count(), 1);
         table.unbind(&first);
         assert_eq!(table.get(&jid).map(|s| s.id), Some(second.id));
         table.unbind(&second);
         assert_eq!(table.count(), 0);
+        assert!(!second.send(Element::new("message", "jabber:client")), "a closed session takes nothing");
+    }
+
+    #[tokio::test]
+    async fn queued_items_come_out_in_order_and_waiting_wakes_on_send() {
+        let table = SessionTable::default();
+        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        let waiter = tokio::spawn({
+            let session = session.clone();
+            async move {
+                let mut names = Vec::new();
+                for _ in 0..3 {
+                    if let Outbound::Stanza(el) = session.next_outbound().await {
+                        names.push(el.attr("id").unwrap_or_default().to_owned());
+                    }
+                }
+                names
+            }
+        });
+        for id in ["1", "2", "3"] {
+            tokio::task::yield_now().await;
+            assert!(session.send(Element::new("message", "jabber:client").with_attr("id", id)));
+        }
+        assert_eq!(waiter.await.unwrap(), vec!["1", "2", "3"]);
     }
 }
