@@ -3,7 +3,8 @@
 //! routing path.
 //!
 //! Enforcement (§3.3.2, §3.5): a stanza from a blocked entity to the account is not
-//! delivered (messages and IQ requests get `service-unavailable`, presence is dropped); a
+//! delivered (messages and IQ requests, to the account or any of its resources, get
+//! `service-unavailable`; presence is dropped); a
 //! stanza from the account to a blocked entity is refused with `not-acceptable` plus
 //! `<blocked xmlns='urn:xmpp:blocking:errors'/>`. Blocking a contact sends it unavailable
 //! presence from the account's resources. Items match as in XEP-0016 §2.1: a full JID
@@ -12,7 +13,7 @@
 mod list;
 
 use crate::module_api::{
-    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, MessageToLocal, ModuleDescriptor,
+    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqToAccount, IqTarget, MessageToLocal, ModuleDescriptor,
     ModuleError, NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns, priority,
 };
 use list::Blocklists;
@@ -35,7 +36,8 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     r.iq(IqKind::Set, IqTarget::Account, ns::BLOCKING, "unblock", lists.clone())?;
     r.hook::<StanzaFromClient>(priority::SECURITY, lists.clone());
     r.hook::<MessageToLocal>(priority::SECURITY, lists.clone());
-    r.hook::<InboundPresence>(priority::SECURITY, lists);
+    r.hook::<InboundPresence>(priority::SECURITY, lists.clone());
+    r.hook::<IqToAccount>(priority::SECURITY, lists);
     r.feature(ns::BLOCKING);
     Ok(())
 }
@@ -63,6 +65,19 @@ impl Hook<StanzaFromClient> for Blocklists {
 
 impl Hook<MessageToLocal> for Blocklists {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            let Some(from) = event.stanza.from() else { return Flow::Continue };
+            if !self.blocks(&event.to.to_bare(), &from).await {
+                return Flow::Continue;
+            }
+            self.bounce(&event.stanza).await;
+            Flow::Handled
+        })
+    }
+}
+
+impl Hook<IqToAccount> for Blocklists {
+    fn call<'a>(&'a self, event: &'a mut IqToAccount) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Some(from) = event.stanza.from() else { return Flow::Continue };
             if !self.blocks(&event.to.to_bare(), &from).await {

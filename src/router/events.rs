@@ -41,6 +41,16 @@ pub struct MessageToLocal {
     pub to: Jid,
 }
 
+/// An IQ request (get or set) from someone else to a local account or resource, before it is
+/// relayed or answered. Policy (blocking) may consume it; a hook returning `Handled` must have
+/// sent the error reply itself.
+pub struct IqToAccount {
+    /// The request.
+    pub stanza: Stanza,
+    /// The local addressee.
+    pub to: Jid,
+}
+
 /// A message for a local account that no resource can take now (RFC 6121 §8.5.2.2): the
 /// extension point of offline storage. Unhandled, the sender gets `service-unavailable`.
 pub struct MessageUndeliverable {
@@ -113,4 +123,7 @@ impl Event for NonzaReceived {
 }
 impl Event for InitialPresence {
     const NAME: &'static str = "initial-presence";
+}
+impl Event for IqToAccount {
+    const NAME: &'static str = "iq-to-account";
 }

@@ -118,6 +118,16 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
         }
         return;
     };
+    let sender = stanza.from();
+    let (stanza, to) = if to.node().is_some() && sender.as_ref().map(|f| f.to_bare()) != Some(to.to_bare()) {
+        let mut event = events::IqToAccount { stanza, to };
+        if host.bus.fire(&mut event).await == Flow::Handled {
+            return;
+        }
+        (event.stanza, event.to)
+    } else {
+        (stanza, to)
+    };
     if let Ok(full) = to.try_as_full() {
         match server.sessions.get(full) {
             Some(session) => {
@@ -127,7 +137,6 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
         }
         return;
     }
-    let sender = stanza.from();
     let target = if to.node().is_none() {
         IqTarget::Host
     } else if sender.as_ref().map(|f| f.to_bare()) == Some(to.to_bare()) {
