@@ -13,8 +13,9 @@
 mod list;
 
 use crate::module_api::{
-    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqToAccount, IqTarget, MessageToLocal, ModuleDescriptor,
-    ModuleError, NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns, priority,
+    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, IqToAccount, MessageToLocal,
+    ModuleDescriptor, ModuleError, NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns,
+    priority,
 };
 use list::Blocklists;
 use std::sync::Arc;

@@ -44,7 +44,9 @@ impl Presence {
         }
     }
 
-    /// Probes are answered only for contacts with a subscription from the account (§4.3.2).
+    /// Probes are answered only for contacts with a subscription from the account (§4.3.2):
+    /// with the presence of each available resource, or, when there is none, with
+    /// unavailable presence from the bare JID so that the prober knows (§4.3.2.1).
     async fn answer_probe(&self, account: &BareJid, prober: &Jid) {
         let authorized = match self.roster.get(account, &prober.to_bare()).await {
             Ok(item) => item.is_some_and(|i| i.subscription.has_from()) || &prober.to_bare() == account,
@@ -53,9 +55,18 @@ impl Presence {
         if !authorized {
             return;
         }
+        let mut answered = false;
         for session in self.server.sessions_of(account) {
             let Some(el) = session.state().available.clone() else { continue };
             self.send_from(&session, el, prober.as_str()).await;
+            answered = true;
+        }
+        if !answered && &prober.to_bare() != account {
+            let unavailable = Element::new("presence", NS_CLIENT)
+                .with_attr("type", "unavailable")
+                .with_attr("from", account.as_str())
+                .with_attr("to", prober.as_str());
+            self.server.route(Stanza::new(crate::module_api::StanzaKind::Presence, unavailable)).await;
         }
     }
 
