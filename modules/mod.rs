@@ -3,6 +3,7 @@
 //! and (for declared dependencies) sibling modules' public services.
 
 pub mod blocking;
+pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod offline;
@@ -20,6 +21,7 @@ use crate::module_api::ModuleDescriptor;
 /// Every module, alphabetically.
 pub static ALL: &[&ModuleDescriptor] = &[
     &blocking::MODULE,
+    &carbons::MODULE,
     &disco::MODULE,
     &last::MODULE,
     &offline::MODULE,
