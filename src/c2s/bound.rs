@@ -7,6 +7,7 @@
 //! [`SessionClosed`] fires, so that presence modules send unavailable presence.
 
 use super::connection::{Conn, Exit, Transport};
+use super::sm::{NS_SM, StreamManagement};
 use crate::module_api::{Flow, random_id};
 use crate::router::error::StanzaError;
 use crate::router::events::{SessionBound, SessionClosed};
@@ -37,9 +38,11 @@ pub fn run<S: Transport>(
         if let Some(host) = server.host(session.jid.domain().as_str()) {
             Box::pin(host.bus.fire(&mut SessionBound { session: session.clone() })).await;
         }
-        let exit = session_loop(server, &mut conn, &session).await;
-        server.sessions.unbind(&session);
+        let mut sm = StreamManagement::default();
+        let exit = session_loop(server, &mut conn, &session, &mut sm).await;
+        let unwritten = server.sessions.unbind(&session);
         Box::pin(finish(server, &mut conn, &session, exit)).await;
+        Box::pin(reroute(server, &session, sm.take_unacked(), unwritten)).await;
         tracing::debug!(jid = %session.jid, "session ended");
     }
 }
@@ -55,7 +58,33 @@ async fn finish<S: Transport>(server: &Server, conn: &mut Conn<S>, session: &Ses
     }
 }
 
-async fn session_loop<S: Transport>(server: &Server, conn: &mut Conn<S>, session: &SessionRef) -> Exit {
+/// Messages this connection took but cannot be shown to have delivered (written and not
+/// acknowledged under stream management, or queued and never written) are routed again: to
+/// another resource, or to offline storage (XEP-0198 §5, "treat as undeliverable"). Copies the
+/// server made for this account itself (from its bare JID, such as carbons) are not.
+async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Element>, unwritten: Vec<Outbound>) {
+    let account = session.jid.to_bare();
+    let stanzas = unacked.into_iter().chain(unwritten.into_iter().filter_map(|o| match o {
+        Outbound::Stanza(el) => Some(*el),
+        Outbound::Close(_) => None,
+    }));
+    for el in stanzas {
+        let Ok(stanza) = Stanza::from_element(el) else { continue };
+        let reroutable = stanza.kind == crate::router::stanza::StanzaKind::Message
+            && !matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
+            && stanza.from().is_some_and(|f| !(f.is_bare() && f.to_bare() == account));
+        if reroutable {
+            crate::router::route(server, stanza, None).await;
+        }
+    }
+}
+
+async fn session_loop<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: &SessionRef,
+    sm: &mut StreamManagement,
+) -> Exit {
     let idle = server.config.c2s.ping_after_idle.get();
     let ping_timeout = server.config.c2s.ping_timeout.get();
     let mut deadline = Instant::now() + idle;
@@ -65,7 +94,7 @@ async fn session_loop<S: Transport>(server: &Server, conn: &mut Conn<S>, session
         match conn.buffered() {
             Ok(Some(event)) => {
                 // Boxed: routing futures are large and must not size the idle task.
-                if let Err(exit) = Box::pin(handle_event(server, conn, session, event)).await {
+                if let Err(exit) = Box::pin(handle_event(server, conn, session, sm, event)).await {
                     return exit;
                 }
                 continue;
@@ -84,7 +113,7 @@ async fn session_loop<S: Transport>(server: &Server, conn: &mut Conn<S>, session
                 ping_outstanding = false;
                 read
             }
-            Wake::Outbound(out) => Box::pin(write_outbound(conn, out, session)).await,
+            Wake::Outbound(out) => Box::pin(write_outbound(conn, out, session, sm)).await,
             Wake::Idle if ping_outstanding => {
                 Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")))
             }
@@ -110,6 +139,7 @@ async fn handle_event<S: Transport>(
     server: &Server,
     conn: &mut Conn<S>,
     session: &SessionRef,
+    sm: &mut StreamManagement,
     event: FrameEvent,
 ) -> Result<(), Exit> {
     let el = match event {
@@ -120,11 +150,19 @@ async fn handle_event<S: Transport>(
     let stanza = match Stanza::from_element(el) {
         Ok(stanza) => stanza,
         Err((EnvelopeError::BadJid(_), el)) => {
+            sm.on_handled();
             let stanza = Stanza::new(crate::router::stanza::StanzaKind::Message, el);
             return reply_error(conn, &stanza, StanzaError::jid_malformed()).await;
         }
+        Err((EnvelopeError::NotAStanza, el)) if el.ns == NS_SM => {
+            return match sm.on_nonza(&el)? {
+                Some(reply) => conn.send(&reply).await,
+                None => Ok(()),
+            };
+        }
         Err((EnvelopeError::NotAStanza, el)) => return handle_nonza(server, session, el).await,
     };
+    sm.on_handled();
     if is_legacy_session_request(&stanza) {
         // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
         if let Some(reply) = crate::router::iq::reply(&stanza, Ok(None)) {
@@ -167,13 +205,21 @@ async fn reply_error<S: Transport>(conn: &mut Conn<S>, stanza: &Stanza, error: S
 }
 
 /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
-async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, session: &SessionRef) -> Result<(), Exit> {
+async fn write_outbound<S: Transport>(
+    conn: &mut Conn<S>,
+    first: Outbound,
+    session: &SessionRef,
+    sm: &mut StreamManagement,
+) -> Result<(), Exit> {
     let mut buffer = Vec::new();
     let mut next = Some(first);
     let mut written = 0;
     while let Some(item) = next.take() {
         match item {
-            Outbound::Stanza(el) => el.write_to(&mut buffer, NS_CLIENT),
+            Outbound::Stanza(el) => {
+                el.write_to(&mut buffer, NS_CLIENT);
+                sm.on_sent(&el);
+            }
             Outbound::Close(condition) => {
                 conn.send(&buffer).await?;
                 return Err(StreamError::new(condition).into());
@@ -183,6 +229,9 @@ async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, sessi
         if written < WRITE_BATCH {
             next = session.try_next_outbound();
         }
+    }
+    if let Some(request) = sm.ack_request() {
+        buffer.extend_from_slice(request);
     }
     conn.send(&buffer).await
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bound;
 pub mod connection;
 pub mod negotiate;
+pub mod sm;
 pub mod throttle;
 
 use crate::server::Server;

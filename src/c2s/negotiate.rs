@@ -111,6 +111,7 @@ fn stream_features(
     if authenticated {
         features.push(Element::new("bind", NS_BIND));
         features.push(Element::new("session", NS_SESSION).with_child(Element::new("optional", NS_SESSION)));
+        features.push(Element::new("sm", super::sm::NS_SM));
     } else {
         let require = server.config.c2s.require_encryption;
         if !secure && server.tls_available() {

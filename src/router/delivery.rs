@@ -24,13 +24,16 @@ use crate::session::SessionRef;
 use jid::{BareJid, Jid};
 
 /// Delivers a message to a local account or resource.
-pub async fn message(server: &Server, host: &HostModules, stanza: Stanza, to: &Jid) {
+pub async fn message(server: &Server, host: &HostModules, mut stanza: Stanza, to: &Jid) {
     let message_type = stanza.type_attr().unwrap_or("normal").to_owned();
     if let Ok(full) = to.try_as_full()
         && let Some(session) = server.sessions.get(full)
     {
-        session.send(stanza.el);
-        return;
+        // A session closing right now gives the message back; it then goes by the bare rules.
+        match session.try_send(stanza.el) {
+            Ok(()) => return,
+            Err(el) => stanza.el = el,
+        }
     }
     match message_type.as_str() {
         "error" => return,
@@ -39,8 +42,7 @@ pub async fn message(server: &Server, host: &HostModules, stanza: Stanza, to: &J
     }
     let account = to.to_bare();
     let targets = available_non_negative(&server.sessions.of_account(&account));
-    if !targets.is_empty() {
-        send_to_all(&targets, &stanza);
+    if send_to_all(&targets, &stanza) > 0 {
         return;
     }
     if message_type == "headline" {
@@ -85,10 +87,9 @@ pub fn available_non_negative(sessions: &[SessionRef]) -> Vec<SessionRef> {
     sessions.iter().filter(|s| s.is_available() && s.priority() >= 0).cloned().collect()
 }
 
-fn send_to_all(sessions: &[SessionRef], stanza: &Stanza) {
-    for session in sessions {
-        session.send(stanza.el.clone());
-    }
+/// Sends a copy to each session; returns how many took it.
+fn send_to_all(sessions: &[SessionRef], stanza: &Stanza) -> usize {
+    sessions.iter().filter(|session| session.send(stanza.el.clone())).count()
 }
 
 /// Routes `stanza` to `to` (helper for modules delivering on a user's behalf).

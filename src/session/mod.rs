@@ -55,10 +55,12 @@ pub type SessionRef = Arc<Session>;
 
 impl Session {
     fn push(&self, item: Outbound) -> bool {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).push_back(item);
+        outbox.push_back(item);
+        drop(outbox);
         self.wake.notify_one();
         true
     }
@@ -66,6 +68,21 @@ impl Session {
     /// Queues a stanza for this session. Returns false when the connection is gone.
     pub fn send(&self, el: Element) -> bool {
         self.push(Outbound::Stanza(Box::new(el)))
+    }
+
+    /// Queues a stanza, or gives it back when the connection is gone (so that the router can
+    /// deliver it elsewhere).
+    pub fn try_send(&self, el: Element) -> Result<(), Element> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that mark_closed also takes, so nothing slips in after the
+        // queue was drained.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(el);
+        }
+        outbox.push_back(Outbound::Stanza(Box::new(el)));
+        drop(outbox);
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Asks the connection to close with a stream error.
@@ -89,10 +106,12 @@ impl Session {
         }
     }
 
-    /// Marks the connection gone: later sends fail, queued items are dropped.
-    pub fn mark_closed(&self) {
+    /// Marks the connection gone: later sends fail. Returns what was queued and never written,
+    /// so that the caller can route it elsewhere.
+    pub fn mark_closed(&self) -> Vec<Outbound> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         self.closed.store(true, Ordering::Release);
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        outbox.drain(..).collect()
     }
 
     /// Locks the presence state. Poisoning is ignored: the state is plain data.
@@ -142,9 +161,10 @@ impl SessionTable {
         (session, replaced)
     }
 
-    /// Removes a session (only if it is still the one bound to its JID) and marks it closed.
-    pub fn unbind(&self, session: &Session) {
-        session.mark_closed();
+    /// Removes a session (only if it is still the one bound to its JID) and marks it closed;
+    /// returns what was queued for it and never written.
+    pub fn unbind(&self, session: &Session) -> Vec<Outbound> {
+        let unwritten = session.mark_closed();
         let mut table = self.table();
         let bare = session.jid.to_bare();
         if let Some(list) = table.get_mut(&bare) {
@@ -153,6 +173,7 @@ impl SessionTable {
                 table.remove(&bare);
             }
         }
+        unwritten
     }
 
     /// The sessions of an account.

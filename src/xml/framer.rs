@@ -2,7 +2,9 @@
 //!
 //! See the module documentation of [`crate::xml`] for the overall flow. This file holds the
 //! state machine: which phase the stream is in, where the current top-level element started,
-//! and how deep the lexer currently is inside it.
+//! and which of its elements are still open. An end tag that does not repeat the name of the
+//! innermost open start tag fails the stream at once, without waiting for the top-level element
+//! to end (a peer could otherwise leave it open indefinitely).
 
 use super::build::{build_element, build_open_tag};
 use super::element::Element;
@@ -61,9 +63,11 @@ pub struct Framer {
     start: usize,
     lexer: Lexer,
     phase: Phase,
-    /// Nesting depth inside the current top-level element (0 = between elements).
-    depth: usize,
-    /// Where the current top-level element began, when `depth > 0`.
+    /// The elements open inside the current top-level element, outermost first (empty between
+    /// elements), each as the offset of its start tag's `<` from `item_start`: the names stay in
+    /// `buf` until the element is emitted, so they are not copied. At most `max_depth` entries.
+    open: Vec<usize>,
+    /// Where the current top-level element began, when `open` is not empty.
     item_start: usize,
     /// Namespaces declared on the stream header, inherited by top-level elements.
     scope: NsScope,
@@ -84,7 +88,7 @@ impl Framer {
             start: 0,
             lexer: Lexer::new(0),
             phase: Phase::Prolog,
-            depth: 0,
+            open: Vec::new(),
             item_start: 0,
             scope: NsScope::default(),
             root_qname: String::new(),
@@ -134,7 +138,7 @@ impl Framer {
         self.start = 0;
         self.lexer = Lexer::new(0);
         self.phase = if self.fragment { Phase::Stanzas } else { Phase::Prolog };
-        self.depth = 0;
+        self.open.clear();
         self.item_start = 0;
         self.scope = NsScope::default();
         self.root_qname.clear();
@@ -151,7 +155,9 @@ impl Framer {
     pub fn shrink_when_idle(&mut self) {
         self.compact();
         if self.buf.is_empty() {
+            // Nothing buffered means no element is open either.
             self.buf = Vec::new();
+            self.open = Vec::new();
         } else if self.buf.capacity() > 2 * self.buf.len() {
             self.buf.shrink_to_fit();
         }
@@ -161,6 +167,12 @@ impl Framer {
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
+    }
+
+    /// Capacity of the open-element stack, for tests of the memory behaviour.
+    #[cfg(test)]
+    pub(crate) fn open_capacity(&self) -> usize {
+        self.open.capacity()
     }
 
     /// Moves unconsumed bytes to the front. The allocation is kept, so steady traffic does not
@@ -185,7 +197,7 @@ impl Framer {
         while let Some(tok) = self.next_token()? {
             let event = match self.phase {
                 Phase::Prolog => self.on_prolog(tok)?,
-                Phase::Stanzas if self.depth == 0 => self.on_top_level(tok)?,
+                Phase::Stanzas if self.open.is_empty() => self.on_top_level(tok)?,
                 Phase::Stanzas => self.inside_element(tok)?,
                 Phase::Closed | Phase::Failed(_) => self.after_close(tok)?,
             };
@@ -201,7 +213,7 @@ impl Framer {
     fn next_token(&mut self) -> Result<Option<Token>, XmlError> {
         let base = match self.phase {
             Phase::Prolog => self.start,
-            Phase::Stanzas if self.depth > 0 => self.item_start,
+            Phase::Stanzas if !self.open.is_empty() => self.item_start,
             _ => self.lexer.token_start(),
         };
         let limit = base.saturating_add(self.limits.max_stanza_bytes);
@@ -252,7 +264,7 @@ impl Framer {
             TokenKind::Start => {
                 self.check_depth(1)?;
                 self.item_start = tok.start;
-                self.depth = 1;
+                self.push_open(tok.start);
                 Ok(None)
             }
             TokenKind::Empty => {
@@ -265,19 +277,24 @@ impl Framer {
         }
     }
 
-    /// A token inside a top-level element: only nesting is tracked until the element ends.
+    /// A token inside a top-level element: only the open start tags are tracked until the
+    /// element ends; everything else is checked when it is built.
     fn inside_element(&mut self, tok: Token) -> Result<Option<FrameEvent>, XmlError> {
         match tok.kind {
             TokenKind::Text | TokenKind::CData => Ok(None),
             TokenKind::Start => {
-                self.check_depth(self.depth + 1)?;
-                self.depth += 1;
+                self.check_depth(self.open.len() + 1)?;
+                self.push_open(tok.start);
                 Ok(None)
             }
-            TokenKind::Empty => self.check_depth(self.depth + 1).map(|()| None),
+            TokenKind::Empty => self.check_depth(self.open.len() + 1).map(|()| None),
             TokenKind::End => {
-                self.depth -= 1;
-                if self.depth > 0 {
+                let open = self.open.pop().ok_or(nwf("unexpected end tag"))?;
+                let start_tag = &self.buf[self.item_start + open..tok.start];
+                if end_tag_name(&self.buf[tok.start..tok.end]) != start_tag_name(start_tag) {
+                    return Err(nwf("end tag does not match the start tag"));
+                }
+                if !self.open.is_empty() {
                     return Ok(None);
                 }
                 self.emit_element(self.item_start, tok.end).map(Some)
@@ -295,6 +312,16 @@ impl Framer {
         Err(nwf("data after the end of the stream"))
     }
 
+    /// Records a start tag beginning at buffer index `start`; the caller has checked the depth.
+    /// The stack grows to at most `max_depth` entries, not to the next power of two.
+    fn push_open(&mut self, start: usize) {
+        if self.open.len() == self.open.capacity() {
+            let want = (self.open.capacity() * 2).max(4).min(self.limits.max_depth);
+            self.open.reserve_exact(want.saturating_sub(self.open.len()));
+        }
+        self.open.push(start - self.item_start);
+    }
+
     fn check_depth(&self, depth: usize) -> Result<(), XmlError> {
         if depth > self.limits.max_depth {
             return Err(XmlError::PolicyViolation(Limit::Depth));
@@ -305,21 +332,32 @@ impl Framer {
     fn emit_element(&mut self, start: usize, end: usize) -> Result<FrameEvent, XmlError> {
         let element = build_element(&self.buf[start..end], &mut self.scope, &self.limits)?;
         self.start = end;
-        self.depth = 0;
+        self.open.clear();
         Ok(FrameEvent::Element(element))
     }
 
     fn close_stream(&mut self, tok: Token) -> Result<FrameEvent, XmlError> {
-        // `</name S?>`: strip the delimiters and the optional trailing whitespace.
-        let inner = &self.buf[tok.start + 2..tok.end - 1];
-        let name = inner.trim_ascii_end();
-        if self.fragment || name != self.root_qname.as_bytes() {
+        if self.fragment || end_tag_name(&self.buf[tok.start..tok.end]) != self.root_qname.as_bytes() {
             return Err(nwf("end tag does not match the stream header"));
         }
         self.start = tok.end;
         self.phase = Phase::Closed;
         Ok(FrameEvent::StreamClose)
     }
+}
+
+/// The qualified name of a start tag as written: from after `<` up to whitespace, `/` or `>`.
+/// Anything else wrong with the name is reported when the element is built.
+fn start_tag_name(tag: &[u8]) -> &[u8] {
+    let rest = tag.get(1..).unwrap_or_default();
+    let len = rest.iter().position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')).unwrap_or(rest.len());
+    &rest[..len]
+}
+
+/// The name of an end tag `</name S?>` as written: the delimiters and the optional trailing
+/// whitespace stripped.
+fn end_tag_name(tag: &[u8]) -> &[u8] {
+    tag.get(2..tag.len().saturating_sub(1)).unwrap_or_default().trim_ascii_end()
 }
 
 fn is_whitespace(bytes: &[u8]) -> bool {

@@ -1,0 +1,144 @@
+//! Stream management (XEP-0198) on a client stream: `<enable/>`, acknowledgement requests
+//! and answers, and the unacknowledged-stanza queue.
+//!
+//! Counting (§4): `handled` is the number of stanzas received from the client and routed;
+//! `sent` the number written to it. The client acknowledges with `<a h='…'/>`, and every
+//! stanza it has not acknowledged when the stream ends is handed back to the router, so that
+//! it reaches another resource or offline storage instead of being lost with the connection.
+//! Session resumption (§5) is not offered yet: `<enabled/>` carries no `resume` attribute.
+
+use crate::stream::StreamError;
+use crate::xml::Element;
+use std::collections::VecDeque;
+
+/// `urn:xmpp:sm:3`
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// Per-connection stream-management state.
+#[derive(Debug, Default)]
+pub struct StreamManagement {
+    enabled: bool,
+    handled: u32,
+    sent: u32,
+    acked: u32,
+    unacked: VecDeque<Element>,
+    ack_requested: bool,
+}
+
+impl StreamManagement {
+    /// Handles an element in the SM namespace; returns bytes to send back, if any.
+    pub fn on_nonza(&mut self, el: &Element) -> Result<Option<Vec<u8>>, StreamError> {
+        match el.name.as_str() {
+            "enable" if self.enabled => Ok(Some(failed("unexpected-request"))),
+            "enable" => {
+                self.enabled = true;
+                Ok(Some(format!("<enabled xmlns='{NS_SM}'/>").into_bytes()))
+            }
+            "r" if self.enabled => Ok(Some(format!("<a xmlns='{NS_SM}' h='{}'/>", self.handled).into_bytes())),
+            "a" if self.enabled => self.on_ack(el).map(|()| None),
+            "r" | "a" => Ok(Some(failed("unexpected-request"))),
+            _ => Err(StreamError::new("unsupported-stanza-type")),
+        }
+    }
+
+    /// `<a h='…'/>`: drops the acknowledged stanzas (counts wrap at 2^32, §4).
+    fn on_ack(&mut self, el: &Element) -> Result<(), StreamError> {
+        self.ack_requested = false;
+        let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).ok_or_else(|| StreamError::new("invalid-xml"))?;
+        let newly = h.wrapping_sub(self.acked) as usize;
+        if newly > self.unacked.len() {
+            return Err(StreamError::with_text(
+                "undefined-condition",
+                format!("handled-count-too-high: h={h}, send-count={}", self.sent),
+            ));
+        }
+        self.unacked.drain(..newly);
+        self.acked = h;
+        Ok(())
+    }
+
+    /// Counts a stanza received from the client and routed.
+    pub fn on_handled(&mut self) {
+        if self.enabled {
+            self.handled = self.handled.wrapping_add(1);
+        }
+    }
+
+    /// Records a stanza written to the client.
+    pub fn on_sent(&mut self, el: &Element) {
+        if self.enabled {
+            self.sent = self.sent.wrapping_add(1);
+            self.unacked.push_back(el.clone());
+        }
+    }
+
+    /// An ack request to append after a batch of stanzas, when one is due.
+    pub fn ack_request(&mut self) -> Option<&'static [u8]> {
+        if self.enabled && !self.unacked.is_empty() && !self.ack_requested {
+            self.ack_requested = true;
+            return Some(b"<r xmlns='urn:xmpp:sm:3'/>");
+        }
+        None
+    }
+
+    /// The stanzas written but never acknowledged (empty without stream management: then a
+    /// written stanza counts as delivered).
+    pub fn take_unacked(&mut self) -> Vec<Element> {
+        self.unacked.drain(..).collect()
+    }
+}
+
+fn failed(condition: &str) -> Vec<u8> {
+    format!("<failed xmlns='{NS_SM}'><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        Element::parse(xml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn acks_drop_acknowledged_stanzas_and_the_rest_stay_queued() {
+        let mut sm = StreamManagement::default();
+        assert!(sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap().is_some());
+        for id in ["1", "2", "3"] {
+            sm.on_sent(&el(&format!("<message xmlns='jabber:client' id='{id}'/>")));
+        }
+        assert!(sm.ack_request().is_some());
+        assert!(sm.ack_request().is_none(), "one request outstanding at a time");
+        sm.on_nonza(&el("<a xmlns='urn:xmpp:sm:3' h='2'/>")).unwrap();
+        let left: Vec<_> = sm.take_unacked().iter().map(|e| e.attr("id").unwrap().to_owned()).collect();
+        assert_eq!(left, vec!["3"]);
+    }
+
+    #[test]
+    fn answers_requests_with_the_handled_count() {
+        let mut sm = StreamManagement::default();
+        sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")).unwrap();
+        sm.on_handled();
+        sm.on_handled();
+        let reply = sm.on_nonza(&el("<r xmlns='urn:xmpp:sm:3'/>")).unwrap().unwrap();
+        assert_eq!(String::from_utf8(reply).unwrap(), "<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    }
+
+    #[test]
+    fn an_ack_beyond_what_was_sent_ends_the_stream() {
+        let mut sm = StreamManagement::default();
+        sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap();
+        sm.on_sent(&el("<message xmlns='jabber:client'/>"));
+        assert!(sm.on_nonza(&el("<a xmlns='urn:xmpp:sm:3' h='5'/>")).is_err());
+    }
+
+    #[test]
+    fn without_enable_nothing_is_counted_and_a_second_enable_fails() {
+        let mut sm = StreamManagement::default();
+        sm.on_sent(&el("<message xmlns='jabber:client'/>"));
+        assert!(sm.take_unacked().is_empty());
+        sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap();
+        let again = sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap().unwrap();
+        assert!(String::from_utf8(again).unwrap().starts_with("<failed"));
+    }
+}
