@@ -50,8 +50,9 @@ async fn check(input: String, condition: &str) {
 
 #[tokio::test]
 async fn malformed_xml_is_not_well_formed() {
-    // Mismatched end tags, detected when the top-level element is complete.
-    check(format!("{HEADER}<message><body></message></body>"), "not-well-formed").await;
+    // A mismatched end tag is reported as soon as it arrives, although the top-level element
+    // is still open and the client sends nothing more.
+    check(format!("{HEADER}<message><body></message>"), "not-well-formed").await;
 }
 
 #[tokio::test]

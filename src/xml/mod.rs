@@ -7,7 +7,7 @@
 //! into those units:
 //!
 //! ```text
-//! socket bytes ──feed──▶ buffer ──lexer──▶ token boundaries ──▶ depth tracking
+//! socket bytes ──feed──▶ buffer ──lexer──▶ token boundaries ──▶ open-tag tracking
 //!                                                                   │ element complete
 //!                                                                   ▼
 //!                      FrameEvent ◀── owned Element ◀── quick-xml over that exact slice
@@ -19,13 +19,16 @@
 //!    remembering quotes and partial markup across calls. It resumes where it stopped, so a
 //!    stanza delivered one byte per read costs the same as one delivered whole. It rejects
 //!    comments, DTDs and processing instructions (§11.1) as soon as they start.
-//! 3. The framer tracks nesting depth from those tokens. Before the header it accepts an
-//!    optional XML declaration (which must name UTF-8 if it names an encoding, §11.6). Between
-//!    elements it drops whitespace keepalives (§4.6.1) and rejects other text as `bad-format`.
+//! 3. The framer tracks the open start tags from those tokens (as offsets into the buffer, at
+//!    most `max_depth` of them) and fails the stream as soon as an end tag does not repeat the
+//!    qualified name of the innermost one, so a peer cannot park a broken element and keep the
+//!    connection idle. Before the header it accepts an optional XML declaration (which must
+//!    name UTF-8 if it names an encoding, §11.6). Between elements it drops whitespace
+//!    keepalives (§4.6.1) and rejects other text as `bad-format`.
 //!    While an element is incomplete, the scanner never looks past `max_stanza_bytes` from its
 //!    first byte: a peer cannot make us buffer or scan more than that (§13.12, resource
 //!    exhaustion) before it gets `policy-violation`. Depth is limited the same way.
-//! 4. When the depth returns to zero, quick-xml's slice reader parses exactly that element's
+//! 4. When the last open tag is closed, quick-xml's slice reader parses exactly that element's
 //!    bytes into an owned [`Element`], resolving namespaces against the declarations of the
 //!    stream header (§4.8: so `<message/>` gets `jabber:client` and `<stream:features/>` gets
 //!    `http://etherx.jabber.org/streams`). Names, characters, references and attribute counts

@@ -110,6 +110,26 @@ fn shrink_when_idle_frees_the_buffer() {
 }
 
 #[test]
+fn open_tag_stack_is_bounded_by_max_depth_and_freed_when_idle() {
+    for max_depth in [1, 3, 5, 32] {
+        let limits = Limits { max_depth, ..Limits::default() };
+        let mut framer = Framer::new(limits);
+        framer.feed(CLIENT_HEADER.as_bytes());
+        framer.next_event().unwrap();
+        let names: Vec<String> = (0..max_depth).map(|i| format!("e{i}")).collect();
+        let open: String = names.iter().map(|n| format!("<{n}>")).collect();
+        let close: String = names.iter().rev().map(|n| format!("</{n}>")).collect();
+        framer.feed(open.as_bytes());
+        assert_eq!(framer.next_event(), Ok(None));
+        assert!(framer.open_capacity() <= max_depth, "{} > {max_depth}", framer.open_capacity());
+        framer.feed(close.as_bytes());
+        assert!(matches!(framer.next_event(), Ok(Some(FrameEvent::Element(_)))), "max_depth {max_depth}");
+        framer.shrink_when_idle();
+        assert_eq!(framer.open_capacity(), 0);
+    }
+}
+
+#[test]
 fn buffer_is_reused_across_stanzas() {
     let mut framer = Framer::new(Limits::default());
     framer.feed(CLIENT_HEADER.as_bytes());

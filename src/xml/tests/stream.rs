@@ -212,6 +212,52 @@ fn error_conditions() {
 }
 
 #[test]
+fn mismatched_end_tags_fail_at_once() {
+    let h = CLIENT_HEADER;
+    let mismatch = XmlError::NotWellFormed("end tag does not match the start tag");
+    // None of these inputs ever brings the top-level element back to depth zero: the error
+    // must come from the end tag itself, whatever the split.
+    let table = [
+        "<message><body></message>",
+        "<message><body>hi</message><presence/>",
+        "<message><body><x xmlns='urn:x'></body>",
+        "<a></b>",
+        "<ab></a>",
+        "<a></ab>",
+        "<a><b></B>",
+        "<p:a xmlns:p='urn:p'></a>",
+        "<a xmlns:p='urn:p'><p:b></b>",
+        "<a><b x='>'></a>",
+        "<a><b/></b>",
+        "<a><![CDATA[</a>]]></b>",
+    ];
+    for tail in table {
+        let (events, err) = frame(&format!("{h}{tail}"));
+        assert_eq!(err.as_ref(), Some(&mismatch), "{tail}");
+        let complete = events.iter().filter(|e| matches!(e, FrameEvent::Element(_))).count();
+        assert_eq!(complete, 0, "{tail}");
+    }
+
+    // Names are compared as written, with optional whitespace before `>` in both tags.
+    let fine = format!("{h}<a\t x='1'\n><b\r\n>t</b  ><p:c xmlns:p='urn:p'><p:d/></p:c\n></a\t><abc></abc>");
+    let (events, err) = frame(&fine);
+    assert_eq!(err, None);
+    let names: Vec<&str> = elements(&events).iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["a", "abc"]);
+
+    // Reported when the end tag's `>` arrives, not later; earlier elements are kept.
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(h.as_bytes());
+    framer.feed(b"<presence/><message><body>hi</message");
+    assert!(matches!(framer.next_event(), Ok(Some(FrameEvent::StreamOpen(_)))));
+    assert!(matches!(framer.next_event(), Ok(Some(FrameEvent::Element(_)))));
+    assert_eq!(framer.next_event(), Ok(None));
+    framer.feed(b">");
+    assert_eq!(framer.next_event(), Err(mismatch.clone()));
+    assert_eq!(framer.next_event(), Err(mismatch));
+}
+
+#[test]
 fn invalid_utf8_is_not_well_formed() {
     for bad in [&b"<a>\xff</a>"[..], b"<a b='\xc3'/>", b"<\xe2\x82/>"] {
         let mut input = CLIENT_HEADER.as_bytes().to_vec();
