@@ -13,9 +13,9 @@
 mod list;
 
 use crate::module_api::{
-    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, IqToAccount, MessageToLocal,
-    ModuleDescriptor, ModuleError, NoOptions, Registrar, StanzaError, StanzaFromClient, StanzaKind, check_section, ns,
-    priority,
+    BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, IqToAccount, Jid, MessageToLocal,
+    ModuleDescriptor, ModuleError, NoOptions, Registrar, Stanza, StanzaError, StanzaFromClient, StanzaKind,
+    check_section, ns, priority,
 };
 use list::Blocklists;
 use std::sync::Arc;
@@ -64,29 +64,27 @@ impl Hook<StanzaFromClient> for Blocklists {
     }
 }
 
+impl Blocklists {
+    /// Refuses a message or IQ request from an entity the addressee blocks (§3.5).
+    async fn refuse_if_blocked(&self, stanza: &Stanza, to: &Jid) -> Flow {
+        let Some(from) = stanza.from() else { return Flow::Continue };
+        if !self.blocks(&to.to_bare(), &from).await {
+            return Flow::Continue;
+        }
+        self.bounce(stanza).await;
+        Flow::Handled
+    }
+}
+
 impl Hook<MessageToLocal> for Blocklists {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
-        Box::pin(async move {
-            let Some(from) = event.stanza.from() else { return Flow::Continue };
-            if !self.blocks(&event.to.to_bare(), &from).await {
-                return Flow::Continue;
-            }
-            self.bounce(&event.stanza).await;
-            Flow::Handled
-        })
+        Box::pin(self.refuse_if_blocked(&event.stanza, &event.to))
     }
 }
 
 impl Hook<IqToAccount> for Blocklists {
     fn call<'a>(&'a self, event: &'a mut IqToAccount) -> BoxFuture<'a, Flow> {
-        Box::pin(async move {
-            let Some(from) = event.stanza.from() else { return Flow::Continue };
-            if !self.blocks(&event.to.to_bare(), &from).await {
-                return Flow::Continue;
-            }
-            self.bounce(&event.stanza).await;
-            Flow::Handled
-        })
+        Box::pin(self.refuse_if_blocked(&event.stanza, &event.to))
     }
 }
 
