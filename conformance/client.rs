@@ -56,6 +56,19 @@ impl Client {
         password: &str,
         resource: &str,
     ) -> anyhow::Result<Client> {
+        let mut client = Client::connect_authenticated(addr, domain, user, password).await?;
+        client.bind(resource).await?;
+        Ok(client)
+    }
+
+    /// Connects with direct TLS, authenticates with PLAIN and restarts the stream, without
+    /// binding a resource (for stream resumption, XEP-0198 §5).
+    pub async fn connect_authenticated(
+        addr: SocketAddr,
+        domain: &str,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Client> {
         let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -82,19 +95,23 @@ impl Client {
         }
         client.framer.reset();
         client.open_stream(domain).await?;
-        client
-            .send_raw(&format!(
-                "<iq type='set' id='bind-1'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
-                escape(resource)
-            ))
-            .await?;
-        let bound = client.recv().await?;
+        Ok(client)
+    }
+
+    /// Binds `resource` (RFC 6120 §7).
+    pub async fn bind(&mut self, resource: &str) -> anyhow::Result<()> {
+        self.send_raw(&format!(
+            "<iq type='set' id='bind-1'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
+            escape(resource)
+        ))
+        .await?;
+        let bound = self.recv().await?;
         let jid = bound.get_child("bind", NS_BIND).and_then(|b| b.get_child("jid", NS_BIND)).map(Element::text);
         match (bound.attr("type"), jid) {
-            (Some("result"), Some(jid)) => client.jid = jid,
+            (Some("result"), Some(jid)) => self.jid = jid,
             _ => bail!("binding failed: {bound}"),
         }
-        Ok(client)
+        Ok(())
     }
 
     /// Sends the stream header and returns the features that follow the server's header.

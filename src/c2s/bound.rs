@@ -7,15 +7,16 @@
 //! [`SessionClosed`] fires, so that presence modules send unavailable presence.
 
 use super::connection::{Conn, Exit, Transport};
-use super::sm::{NS_SM, StreamManagement};
 use crate::module_api::{Flow, random_id};
 use crate::router::error::StanzaError;
 use crate::router::events::{SessionBound, SessionClosed};
 use crate::router::stanza::{EnvelopeError, NS_CLIENT, Stanza};
 use crate::server::Server;
+use crate::session::sm::NS_SM;
 use crate::session::{Outbound, SessionRef};
 use crate::stream::{NS_SESSION, StreamError};
 use crate::xml::{Element, FrameEvent};
+use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
@@ -32,30 +33,88 @@ pub fn run<S: Transport>(
     server: std::sync::Arc<Server>,
     mut conn: Conn<S>,
     session: SessionRef,
+    resend: Option<Vec<Element>>,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let server = &*server;
-        if let Some(host) = server.host(session.jid.domain().as_str()) {
-            Box::pin(host.bus.fire(&mut SessionBound { session: session.clone() })).await;
+        let guard = session.attached.lock().await;
+        let generation = session.generation.load(Ordering::Acquire);
+        let started = match resend {
+            Some(stanzas) => resend_unacked(&mut conn, &stanzas).await,
+            None => {
+                if let Some(host) = server.host(session.jid.domain().as_str()) {
+                    Box::pin(host.bus.fire(&mut SessionBound { session: session.clone() })).await;
+                }
+                Ok(())
+            }
+        };
+        let exit = match started {
+            Ok(()) => session_loop(server, &mut conn, &session, generation).await,
+            Err(exit) => exit,
+        };
+        if matches!(exit, Exit::TakenOver) {
+            return; // the resuming connection serves the session from now on
         }
-        let mut sm = StreamManagement::default();
-        let exit = session_loop(server, &mut conn, &session, &mut sm).await;
+        let resumable = session.sm().resume_id().is_some() && !matches!(exit, Exit::Closed);
+        if resumable {
+            Box::pin(close_connection(&mut conn, exit)).await;
+            drop(conn);
+            drop(guard);
+            Box::pin(wait_for_resumption(server, &session, generation)).await;
+            return;
+        }
         let unwritten = server.sessions.unbind(&session);
-        Box::pin(finish(server, &mut conn, &session, exit)).await;
-        Box::pin(reroute(server, &session, sm.take_unacked(), unwritten)).await;
-        tracing::debug!(jid = %session.jid, "session ended");
+        Box::pin(close_connection(&mut conn, exit)).await;
+        drop(guard);
+        Box::pin(end_session(server, &session, unwritten)).await;
     }
 }
 
-async fn finish<S: Transport>(server: &Server, conn: &mut Conn<S>, session: &SessionRef, exit: Exit) {
+/// A resumable session whose connection died stays bound for the resumption timeout,
+/// queueing what arrives. If no connection resumed it by then, it ends like any other.
+async fn wait_for_resumption(server: &Server, session: &SessionRef, generation: u64) {
+    tracing::debug!(jid = %session.jid, "connection lost; session kept for resumption");
+    tokio::time::sleep(server.config.c2s.resume_timeout.get()).await;
+    let Ok(_guard) = session.attached.try_lock() else { return }; // resumed and attached
+    if session.generation.load(Ordering::Acquire) != generation {
+        return; // resumed meanwhile
+    }
+    let unwritten = server.sessions.unbind(session);
+    if server.sessions.get(&session.jid).is_some() {
+        // The resource was bound again by a fresh login: the contacts must not see it go
+        // offline; only what this session never delivered is routed (to the new one).
+        let unacked = session.sm().take_unacked();
+        return Box::pin(reroute(server, session, unacked, unwritten)).await;
+    }
+    Box::pin(end_session(server, session, unwritten)).await;
+}
+
+/// Sends again, in order, what the client had not acknowledged before resuming (§5).
+async fn resend_unacked<S: Transport>(conn: &mut Conn<S>, stanzas: &[Element]) -> Result<(), Exit> {
+    let mut buffer = Vec::new();
+    for el in stanzas {
+        el.write_to(&mut buffer, NS_CLIENT);
+    }
+    if buffer.is_empty() { Ok(()) } else { conn.send(&buffer).await }
+}
+
+async fn close_connection<S: Transport>(conn: &mut Conn<S>, exit: Exit) {
     match exit {
         Exit::Error(error) => conn.fail(&error).await,
         Exit::Closed => conn.close().await,
-        Exit::Io(_) => {}
+        Exit::Io(_) | Exit::TakenOver => {}
     }
+}
+
+/// The session is over: modules learn it (presence goes unavailable) and what it never
+/// delivered is routed again.
+async fn end_session(server: &Server, session: &SessionRef, unwritten: Vec<Outbound>) {
     if let Some(host) = server.host(session.jid.domain().as_str()) {
         host.bus.fire(&mut SessionClosed { session: session.clone() }).await;
     }
+    let unacked = session.sm().take_unacked();
+    reroute(server, session, unacked, unwritten).await;
+    tracing::debug!(jid = %session.jid, "session ended");
 }
 
 /// Messages this connection took but cannot be shown to have delivered (written and not
@@ -83,7 +142,7 @@ async fn session_loop<S: Transport>(
     server: &Server,
     conn: &mut Conn<S>,
     session: &SessionRef,
-    sm: &mut StreamManagement,
+    generation: u64,
 ) -> Exit {
     let idle = server.config.c2s.ping_after_idle.get();
     let ping_timeout = server.config.c2s.ping_timeout.get();
@@ -94,7 +153,7 @@ async fn session_loop<S: Transport>(
         match conn.buffered() {
             Ok(Some(event)) => {
                 // Boxed: routing futures are large and must not size the idle task.
-                if let Err(exit) = Box::pin(handle_event(server, conn, session, sm, event)).await {
+                if let Err(exit) = Box::pin(handle_event(server, conn, session, event)).await {
                     return exit;
                 }
                 continue;
@@ -106,6 +165,7 @@ async fn session_loop<S: Transport>(
             read = conn.fill() => Wake::Read(read),
             out = session.next_outbound() => Wake::Outbound(out),
             () = tokio::time::sleep_until(deadline) => Wake::Idle,
+            () = session.takeover.notified() => Wake::TakeOver,
         };
         let step = match woke {
             Wake::Read(read) => {
@@ -113,7 +173,10 @@ async fn session_loop<S: Transport>(
                 ping_outstanding = false;
                 read
             }
-            Wake::Outbound(out) => Box::pin(write_outbound(conn, out, session, sm)).await,
+            Wake::Outbound(out) => Box::pin(write_outbound(conn, out, session)).await,
+            // A stale wake-up from an earlier resumption is ignored; a new one means let go.
+            Wake::TakeOver if session.generation.load(Ordering::Acquire) == generation => Ok(()),
+            Wake::TakeOver => Err(Exit::TakenOver),
             Wake::Idle if ping_outstanding => {
                 Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")))
             }
@@ -133,13 +196,13 @@ enum Wake {
     Read(Result<(), Exit>),
     Outbound(Outbound),
     Idle,
+    TakeOver,
 }
 
 async fn handle_event<S: Transport>(
     server: &Server,
     conn: &mut Conn<S>,
     session: &SessionRef,
-    sm: &mut StreamManagement,
     event: FrameEvent,
 ) -> Result<(), Exit> {
     let el = match event {
@@ -150,19 +213,16 @@ async fn handle_event<S: Transport>(
     let stanza = match Stanza::from_element(el) {
         Ok(stanza) => stanza,
         Err((EnvelopeError::BadJid(_), el)) => {
-            sm.on_handled();
+            session.sm().on_handled();
             let stanza = Stanza::new(crate::router::stanza::StanzaKind::Message, el);
             return reply_error(conn, &stanza, StanzaError::jid_malformed()).await;
         }
         Err((EnvelopeError::NotAStanza, el)) if el.ns == NS_SM => {
-            return match sm.on_nonza(&el)? {
-                Some(reply) => conn.send(&reply).await,
-                None => Ok(()),
-            };
+            return stream_management(server, conn, session, &el).await;
         }
         Err((EnvelopeError::NotAStanza, el)) => return handle_nonza(server, session, el).await,
     };
-    sm.on_handled();
+    session.sm().on_handled();
     if is_legacy_session_request(&stanza) {
         // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
         if let Some(reply) = crate::router::iq::reply(&stanza, Ok(None)) {
@@ -172,6 +232,29 @@ async fn handle_event<S: Transport>(
     }
     crate::router::from_client(server, session, stanza).await;
     Ok(())
+}
+
+/// `urn:xmpp:sm:3` elements; `<enable resume='true'/>` registers the session for resumption.
+async fn stream_management<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: &SessionRef,
+    el: &Element,
+) -> Result<(), Exit> {
+    let wants_resume = matches!(el.attr("resume"), Some("true" | "1"));
+    let reply = if el.name == "enable" && wants_resume && !session.sm().is_enabled() {
+        let id = random_id(12);
+        let max = server.config.c2s.resume_timeout.get().as_secs();
+        let reply = session.sm().enable_resumable(id.clone(), max);
+        server.sessions.register_resumable(&id, session);
+        Some(reply)
+    } else {
+        session.sm().on_nonza(el)?
+    };
+    match reply {
+        Some(reply) => conn.send(&reply).await,
+        None => Ok(()),
+    }
 }
 
 /// Top-level elements that are not stanzas (stream management, CSI and the like) go to the
@@ -205,12 +288,7 @@ async fn reply_error<S: Transport>(conn: &mut Conn<S>, stanza: &Stanza, error: S
 }
 
 /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
-async fn write_outbound<S: Transport>(
-    conn: &mut Conn<S>,
-    first: Outbound,
-    session: &SessionRef,
-    sm: &mut StreamManagement,
-) -> Result<(), Exit> {
+async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, session: &SessionRef) -> Result<(), Exit> {
     let mut buffer = Vec::new();
     let mut next = Some(first);
     let mut written = 0;
@@ -218,7 +296,7 @@ async fn write_outbound<S: Transport>(
         match item {
             Outbound::Stanza(el) => {
                 el.write_to(&mut buffer, NS_CLIENT);
-                sm.on_sent(&el);
+                session.sm().on_sent(&el);
             }
             Outbound::Close(condition) => {
                 conn.send(&buffer).await?;
@@ -230,7 +308,8 @@ async fn write_outbound<S: Transport>(
             next = session.try_next_outbound();
         }
     }
-    if let Some(request) = sm.ack_request() {
+    let request = session.sm().ack_request();
+    if let Some(request) = request {
         buffer.extend_from_slice(request);
     }
     conn.send(&buffer).await

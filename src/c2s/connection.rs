@@ -50,6 +50,8 @@ pub enum Exit {
     Error(StreamError),
     /// The socket failed; nothing more can be written.
     Io(std::io::Error),
+    /// Another connection resumed this session (XEP-0198 §5); this one just lets go.
+    TakenOver,
 }
 
 impl From<std::io::Error> for Exit {

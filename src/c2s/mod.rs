@@ -5,7 +5,6 @@ pub mod auth;
 pub mod bound;
 pub mod connection;
 pub mod negotiate;
-pub mod sm;
 pub mod throttle;
 
 use crate::server::Server;
@@ -77,7 +76,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: Lis
                 Err(_) => tracing::debug!(%peer, "STARTTLS handshake timed out"),
             }
         }
-        Ok(Ok(Step::Bound { session })) => spawn_session(&server, conn, session),
+        Ok(Ok(Step::Bound { session, resend })) => spawn_session(&server, conn, session, resend),
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
@@ -87,15 +86,20 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, kind: Lis
 async fn negotiate_then_spawn<S: Transport>(server: &Arc<Server>, mut conn: Conn<S>) {
     let deadline = server.config.c2s.negotiation_timeout.get();
     match timeout(deadline, negotiate(server, &mut conn)).await {
-        Ok(Ok(Step::Bound { session })) => spawn_session(server, conn, session),
+        Ok(Ok(Step::Bound { session, resend })) => spawn_session(server, conn, session, resend),
         Ok(Ok(Step::StartTls)) => conn.fail(&StreamError::new("policy-violation")).await,
         Ok(Err(exit)) => end(&mut conn, exit).await,
         Err(_) => conn.fail(&StreamError::new("connection-timeout")).await,
     }
 }
 
-fn spawn_session<S: Transport>(server: &Arc<Server>, conn: Conn<S>, session: crate::session::SessionRef) {
-    let task = bound::run(server.clone(), conn, session);
+fn spawn_session<S: Transport>(
+    server: &Arc<Server>,
+    conn: Conn<S>,
+    session: crate::session::SessionRef,
+    resend: Option<Vec<crate::xml::Element>>,
+) {
+    let task = bound::run(server.clone(), conn, session, resend);
     tracing::trace!(future_bytes = std::mem::size_of_val(&task), "session task");
     tokio::spawn(task);
 }
@@ -104,6 +108,6 @@ async fn end<S: Transport>(conn: &mut Conn<S>, exit: Exit) {
     match exit {
         Exit::Error(error) => conn.fail(&error).await,
         Exit::Closed => conn.close().await,
-        Exit::Io(_) => {}
+        Exit::Io(_) | Exit::TakenOver => {}
     }
 }

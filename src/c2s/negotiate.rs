@@ -16,6 +16,7 @@ use crate::module_api::{FeatureStage, IqKind, IqTarget, random_id};
 use crate::router::stanza::{NS_CLIENT, Stanza};
 use crate::server::Server;
 use crate::session::SessionRef;
+use crate::session::sm::NS_SM;
 use crate::stream::sasl::{ChannelBindings, channel_binding_types, offered};
 use crate::stream::{self, NS_BIND, NS_SASL, NS_SASL_CB, NS_SESSION, NS_STREAMS, NS_TLS, StreamError};
 use crate::xml::{Element, FrameEvent};
@@ -27,8 +28,10 @@ pub enum Step {
     StartTls,
     /// A resource is bound.
     Bound {
-        /// The new session.
+        /// The session: new, or resumed (XEP-0198 §5).
         session: SessionRef,
+        /// For a resumed session, the stanzas to send again.
+        resend: Option<Vec<Element>>,
     },
 }
 
@@ -111,7 +114,7 @@ fn stream_features(
     if authenticated {
         features.push(Element::new("bind", NS_BIND));
         features.push(Element::new("session", NS_SESSION).with_child(Element::new("optional", NS_SESSION)));
-        features.push(Element::new("sm", super::sm::NS_SM));
+        features.push(Element::new("sm", crate::session::sm::NS_SM));
     } else {
         let require = server.config.c2s.require_encryption;
         if !secure && server.tls_available() {
@@ -223,6 +226,12 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
             FrameEvent::StreamClose => return Err(Exit::Closed),
             FrameEvent::StreamOpen(_) => return Err(StreamError::new("not-well-formed").into()),
         };
+        if el.ns == NS_SM && el.name == "resume" {
+            match resume(server, conn, account, &el).await? {
+                Some(step) => return Ok(step),
+                None => continue,
+            }
+        }
         let Ok(stanza) = Stanza::from_element(el) else {
             return Err(StreamError::new("not-authorized").into());
         };
@@ -252,6 +261,52 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
             server.sessions.unbind(&session);
             return Err(e);
         }
-        return Ok(Step::Bound { session });
+        return Ok(Step::Bound { session, resend: None });
     }
+}
+
+/// `<resume previd='…' h='…'/>` (XEP-0198 §5) in place of binding: takes over a session of
+/// the same account that is still within its resumption window. `None` (after `<failed/>`)
+/// when it cannot be resumed; the client then binds a new resource.
+async fn resume<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    account: &BareJid,
+    request: &Element,
+) -> Result<Option<Step>, Exit> {
+    let h = request.attr("h").and_then(|h| h.parse::<u32>().ok());
+    let found = request.attr("previd").and_then(|id| server.sessions.resumable(id));
+    let session = match (found, h) {
+        (Some(session), Some(h)) if &session.jid.to_bare() == account && session.sm().can_resume(h) => session,
+        _ => {
+            conn.send(
+                format!(
+                    "<failed xmlns='{NS_SM}'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+                )
+                .as_bytes(),
+            )
+            .await?;
+            return Ok(None);
+        }
+    };
+    // The serving connection, if it still runs (a silent death not yet noticed), lets go;
+    // the bumped generation tells it, and a detached task, that the session moved on.
+    session.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    session.takeover.notify_one();
+    let guard = session.attached.lock().await;
+    if session.is_closed() {
+        drop(guard);
+        conn.send(
+            format!("<failed xmlns='{NS_SM}'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>")
+                .as_bytes(),
+        )
+        .await?;
+        return Ok(None);
+    }
+    let resumed = session.sm().resume(h.unwrap_or_default());
+    drop(guard);
+    let (reply, resend) = resumed?;
+    conn.send(&reply).await?;
+    tracing::info!(jid = %session.jid, "stream resumed");
+    Ok(Some(Step::Bound { session, resend: Some(resend) }))
 }

@@ -85,6 +85,8 @@ pub struct C2sSection {
     pub ping_timeout: ConfigDuration,
     /// PBKDF2 iterations for newly set passwords (SCRAM, RFC 5802).
     pub scram_iterations: u32,
+    /// How long a session whose connection died waits to be resumed (XEP-0198 §5).
+    pub resume_timeout: ConfigDuration,
 }
 
 /// `[http]`
@@ -142,6 +144,7 @@ impl Default for C2sSection {
             ping_after_idle: ConfigDuration(std::time::Duration::from_secs(300)),
             ping_timeout: ConfigDuration(std::time::Duration::from_secs(60)),
             scram_iterations: 10_000,
+            resume_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
         }
     }
 }

@@ -5,8 +5,11 @@
 //! already in use replaces the older session, which is closed with the `conflict` stream error
 //! (§7.7.2.2, the "override" policy most clients expect after a silent reconnect).
 
+pub mod sm;
+
 use crate::xml::Element;
 use jid::{BareJid, FullJid};
+use sm::StreamManagement;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,6 +51,13 @@ pub struct Session {
     wake: Notify,
     closed: AtomicBool,
     state: Mutex<PresenceState>,
+    sm: Mutex<StreamManagement>,
+    /// Held by the connection task serving the session; a resuming connection waits for it.
+    pub attached: tokio::sync::Mutex<()>,
+    /// Tells the serving connection task to let go (a resumption took the session over).
+    pub takeover: Notify,
+    /// Bumped by every resumption, so that a detached task knows it was resumed.
+    pub generation: AtomicU64,
 }
 
 /// Shared handle to a session.
@@ -119,6 +129,16 @@ impl Session {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Locks the stream-management state.
+    pub fn sm(&self) -> MutexGuard<'_, StreamManagement> {
+        self.sm.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the session was unbound.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Whether the session has sent available presence.
     pub fn is_available(&self) -> bool {
         self.state().available.is_some()
@@ -134,6 +154,7 @@ impl Session {
 #[derive(Default)]
 pub struct SessionTable {
     by_account: Mutex<HashMap<BareJid, Vec<SessionRef>>>,
+    resumable: Mutex<HashMap<String, SessionRef>>,
     next_id: AtomicU64,
 }
 
@@ -153,6 +174,10 @@ impl SessionTable {
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             state: Mutex::default(),
+            sm: Mutex::default(),
+            attached: tokio::sync::Mutex::new(()),
+            takeover: Notify::new(),
+            generation: AtomicU64::new(0),
         });
         let mut table = self.table();
         let list = table.entry(jid.to_bare()).or_default();
@@ -165,6 +190,9 @@ impl SessionTable {
     /// returns what was queued for it and never written.
     pub fn unbind(&self, session: &Session) -> Vec<Outbound> {
         let unwritten = session.mark_closed();
+        if let Some(id) = session.sm().resume_id() {
+            self.resumable.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        }
         let mut table = self.table();
         let bare = session.jid.to_bare();
         if let Some(list) = table.get_mut(&bare) {
@@ -174,6 +202,17 @@ impl SessionTable {
             }
         }
         unwritten
+    }
+
+    /// Registers a session for resumption under `id` (XEP-0198 §5).
+    pub fn register_resumable(&self, id: &str, session: &SessionRef) {
+        self.resumable.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session.clone());
+    }
+
+    /// The session resumable under `id`, if it is still bound.
+    pub fn resumable(&self, id: &str) -> Option<SessionRef> {
+        let found = self.resumable.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        found.filter(|s| !s.is_closed())
     }
 
     /// The sessions of an account.

@@ -5,7 +5,10 @@
 //! `sent` the number written to it. The client acknowledges with `<a h='…'/>`, and every
 //! stanza it has not acknowledged when the stream ends is handed back to the router, so that
 //! it reaches another resource or offline storage instead of being lost with the connection.
-//! Session resumption (§5) is not offered yet: `<enabled/>` carries no `resume` attribute.
+//! Resumption (§5): with `<enable resume='true'/>` the session gets an id; when its
+//! connection dies, the session stays bound for the resumption timeout, keeps queueing, and a
+//! new connection may take it over with `<resume previd='…' h='…'/>`, receiving every stanza
+//! it had not acknowledged.
 
 use crate::stream::StreamError;
 use crate::xml::Element;
@@ -18,6 +21,8 @@ pub const NS_SM: &str = "urn:xmpp:sm:3";
 #[derive(Debug, Default)]
 pub struct StreamManagement {
     enabled: bool,
+    /// The resumption id, when the client asked for resumption.
+    resume_id: Option<String>,
     handled: u32,
     sent: u32,
     acked: u32,
@@ -34,6 +39,7 @@ impl StreamManagement {
                 self.enabled = true;
                 Ok(Some(format!("<enabled xmlns='{NS_SM}'/>").into_bytes()))
             }
+            "resume" => Ok(Some(failed("unexpected-request"))),
             "r" if self.enabled => Ok(Some(format!("<a xmlns='{NS_SM}' h='{}'/>", self.handled).into_bytes())),
             "a" if self.enabled => self.on_ack(el).map(|()| None),
             "r" | "a" => Ok(Some(failed("unexpected-request"))),
@@ -41,10 +47,46 @@ impl StreamManagement {
         }
     }
 
+    /// Enables stream management with resumption under `id`; returns `<enabled/>`.
+    pub fn enable_resumable(&mut self, id: String, max_seconds: u64) -> Vec<u8> {
+        self.enabled = true;
+        let reply = format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max_seconds}'/>");
+        self.resume_id = Some(id);
+        reply.into_bytes()
+    }
+
+    /// Whether this stream may be resumed, and under which id.
+    pub fn resume_id(&self) -> Option<&str> {
+        self.resume_id.as_deref()
+    }
+
+    /// Whether stream management is on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether `h` is a count the client could have handled (not beyond what was sent).
+    pub fn can_resume(&self, h: u32) -> bool {
+        self.resume_id.is_some() && (h.wrapping_sub(self.acked) as usize) <= self.unacked.len()
+    }
+
+    /// Resumption (§5): applies the client's `h`, returns `<resumed/>` and the stanzas to send
+    /// again, in order.
+    pub fn resume(&mut self, h: u32) -> Result<(Vec<u8>, Vec<Element>), StreamError> {
+        self.apply_ack(h)?;
+        let id = self.resume_id.clone().unwrap_or_default();
+        let reply = format!("<resumed xmlns='{NS_SM}' h='{}' previd='{id}'/>", self.handled);
+        Ok((reply.into_bytes(), self.unacked.iter().cloned().collect()))
+    }
+
     /// `<a h='…'/>`: drops the acknowledged stanzas (counts wrap at 2^32, §4).
     fn on_ack(&mut self, el: &Element) -> Result<(), StreamError> {
-        self.ack_requested = false;
         let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).ok_or_else(|| StreamError::new("invalid-xml"))?;
+        self.apply_ack(h)
+    }
+
+    fn apply_ack(&mut self, h: u32) -> Result<(), StreamError> {
+        self.ack_requested = false;
         let newly = h.wrapping_sub(self.acked) as usize;
         if newly > self.unacked.len() {
             return Err(StreamError::with_text(
