@@ -7,6 +7,7 @@ pub mod carbons;
 pub mod disco;
 pub mod last;
 pub mod offline;
+pub mod origin_id;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -25,6 +26,7 @@ pub static ALL: &[&ModuleDescriptor] = &[
     &disco::MODULE,
     &last::MODULE,
     &offline::MODULE,
+    &origin_id::MODULE,
     &ping::MODULE,
     &presence::MODULE,
     &private::MODULE,

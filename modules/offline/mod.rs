@@ -77,6 +77,8 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     r.hook::<InitialPresence>(priority::DELIVERY, offline.clone());
     r.every(options.expiry_interval.get(), offline);
     r.feature("msgoffline");
+    // XEP-0359 §6: the entity named in `by` (the account) advertises stanza-id support.
+    r.account_feature(ns::SID);
     Ok(())
 }
 
