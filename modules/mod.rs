@@ -4,6 +4,7 @@
 
 pub mod blocking;
 pub mod carbons;
+pub mod csi;
 pub mod disco;
 pub mod last;
 pub mod offline;
@@ -23,6 +24,7 @@ use crate::module_api::ModuleDescriptor;
 pub static ALL: &[&ModuleDescriptor] = &[
     &blocking::MODULE,
     &carbons::MODULE,
+    &csi::MODULE,
     &disco::MODULE,
     &last::MODULE,
     &offline::MODULE,

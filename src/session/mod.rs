@@ -47,7 +47,7 @@ pub struct Session {
     pub id: u64,
     /// The bound full JID.
     pub jid: FullJid,
-    outbox: Mutex<VecDeque<Outbound>>,
+    outbox: Mutex<Outbox>,
     wake: Notify,
     closed: AtomicBool,
     state: Mutex<PresenceState>,
@@ -63,15 +63,76 @@ pub struct Session {
 /// Shared handle to a session.
 pub type SessionRef = Arc<Session>;
 
+/// What waits to be written, and what client state indication holds back.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Outbound>,
+    /// Held while the client is inactive (XEP-0352): presence (the latest per sender) and
+    /// messages carrying only chat states.
+    held: VecDeque<Element>,
+    inactive: bool,
+}
+
+/// XEP-0085 chat states.
+const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+
+/// Whether an inactive client can do without this stanza until it is active or something
+/// important arrives (XEP-0352 §5: presence updates and chat states are the usual noise).
+fn holdable(el: &Element) -> bool {
+    match el.name.as_str() {
+        "presence" => matches!(el.attr("type"), None | Some("unavailable")),
+        "message" => {
+            el.child_elements().next().is_some()
+                && el.child_elements().all(|c| c.ns == NS_CHATSTATES || c.name == "thread")
+        }
+        _ => false,
+    }
+}
+
+impl Outbox {
+    /// Queues or holds an item; returns whether the writer must be woken.
+    fn enqueue(&mut self, item: Outbound) -> bool {
+        if self.inactive
+            && let Outbound::Stanza(el) = &item
+            && holdable(el)
+        {
+            if el.name == "presence" {
+                // Only the latest presence of each sender matters once the client looks again.
+                let from = el.attr("from");
+                self.held.retain(|h| h.name != "presence" || h.attr("from") != from);
+            }
+            if let Outbound::Stanza(el) = item {
+                self.held.push_back(*el);
+            }
+            return false;
+        }
+        self.flush_held();
+        self.queue.push_back(item);
+        true
+    }
+
+    fn flush_held(&mut self) {
+        while let Some(el) = self.held.pop_front() {
+            self.queue.push_back(Outbound::Stanza(Box::new(el)));
+        }
+    }
+}
+
 impl Session {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn push(&self, item: Outbound) -> bool {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outbox = self.outbox();
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        outbox.push_back(item);
+        let wake = outbox.enqueue(item);
         drop(outbox);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         true
     }
 
@@ -83,16 +144,30 @@ impl Session {
     /// Queues a stanza, or gives it back when the connection is gone (so that the router can
     /// deliver it elsewhere).
     pub fn try_send(&self, el: Element) -> Result<(), Element> {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outbox = self.outbox();
         // Checked under the lock that mark_closed also takes, so nothing slips in after the
         // queue was drained.
         if self.closed.load(Ordering::Acquire) {
             return Err(el);
         }
-        outbox.push_back(Outbound::Stanza(Box::new(el)));
+        let wake = outbox.enqueue(Outbound::Stanza(Box::new(el)));
         drop(outbox);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Ok(())
+    }
+
+    /// Client state indication (XEP-0352): while inactive, noise is held back; becoming
+    /// active releases it, in order.
+    pub fn set_inactive(&self, inactive: bool) {
+        let mut outbox = self.outbox();
+        outbox.inactive = inactive;
+        if !inactive && !outbox.held.is_empty() {
+            outbox.flush_held();
+            drop(outbox);
+            self.wake.notify_one();
+        }
     }
 
     /// Asks the connection to close with a stream error.
@@ -102,7 +177,7 @@ impl Session {
 
     /// The next queued item, without waiting.
     pub fn try_next_outbound(&self) -> Option<Outbound> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        self.outbox().queue.pop_front()
     }
 
     /// Waits for the next queued item. Cancel-safe: nothing is taken from the queue unless
@@ -119,9 +194,10 @@ impl Session {
     /// Marks the connection gone: later sends fail. Returns what was queued and never written,
     /// so that the caller can route it elsewhere.
     pub fn mark_closed(&self) -> Vec<Outbound> {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outbox = self.outbox();
         self.closed.store(true, Ordering::Release);
-        outbox.drain(..).collect()
+        outbox.flush_held();
+        outbox.queue.drain(..).collect()
     }
 
     /// Locks the presence state. Poisoning is ignored: the state is plain data.
@@ -259,6 +335,41 @@ mod tests {
         table.unbind(&second);
         assert_eq!(table.count(), 0);
         assert!(!second.send(Element::new("message", "jabber:client")), "a closed session takes nothing");
+    }
+
+    fn stanza(xml: &str) -> Element {
+        Element::parse(xml.as_bytes()).unwrap()
+    }
+
+    fn drain(session: &Session) -> Vec<String> {
+        std::iter::from_fn(|| session.try_next_outbound())
+            .filter_map(|o| match o {
+                Outbound::Stanza(el) => Some(el.to_string()),
+                Outbound::Close(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_inactive_client_gets_only_the_latest_presence_and_no_chat_states_until_it_matters() {
+        let table = SessionTable::default();
+        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        session.set_inactive(true);
+        for show in ["away", "xa", "dnd"] {
+            session.send(stanza(&format!(
+                "<presence xmlns='jabber:client' from='romeo@example.net/a'><show>{show}</show></presence>"
+            )));
+        }
+        session.send(stanza("<message xmlns='jabber:client' from='romeo@example.net/a'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"));
+        assert!(drain(&session).is_empty(), "noise is held");
+        session.send(stanza("<message xmlns='jabber:client' from='romeo@example.net/a'><body>hi</body></message>"));
+        let out = drain(&session);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(out[0].contains("dnd") && out[1].contains("composing") && out[2].contains("hi"), "{out:?}");
+        session.send(stanza("<presence xmlns='jabber:client' from='romeo@example.net/a'/>"));
+        assert!(drain(&session).is_empty());
+        session.set_inactive(false);
+        assert_eq!(drain(&session).len(), 1);
     }
 
     #[tokio::test]
