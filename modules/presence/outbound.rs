@@ -63,7 +63,10 @@ impl Presence {
             }
         }
         for own in self.server.sessions_of(&account) {
-            if own.is_available() || own.id == session.id {
+            // A newer session bound to the same resource (a reconnect that replaced this one)
+            // must not see its own full JID go unavailable.
+            let replacement = own.jid == session.jid && own.id != session.id;
+            if (own.is_available() || own.id == session.id) && !replacement {
                 self.send_from(session, el.clone(), own.jid.as_str()).await;
             }
         }
