@@ -96,18 +96,23 @@ def read_baseline(path: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--starling", required=True)
+    parser.add_argument("--starling", help="the starling binary to start")
+    parser.add_argument("--external-cert", help="run against a server already listening on 127.0.0.1:5222 "
+                        "(accounts one@localhost and two@localhost exist) whose certificate is this file")
     parser.add_argument("--work", default=str(HERE / ".work"))
     parser.add_argument("--baseline", default=str(HERE / "baselines" / "slixmpp-itests.txt"))
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     root = fetch_sdist(work)
-    for stale in (work / "data",):
-        subprocess.run(["rm", "-rf", str(stale)], check=True)
-    server = start_server(args.starling, work)
-    env = dict(os.environ, CI_MUC_SERVER="conference.localhost",
-               SSL_CERT_FILE=str(work / "data" / "certs" / "localhost.crt"))
+    if args.external_cert:
+        server, cert = None, args.external_cert
+    elif args.starling:
+        subprocess.run(["rm", "-rf", str(work / "data")], check=True)
+        server, cert = start_server(args.starling, work), str(work / "data" / "certs" / "localhost.crt")
+    else:
+        raise SystemExit("give --starling or --external-cert")
+    env = dict(os.environ, CI_MUC_SERVER="conference.localhost", SSL_CERT_FILE=cert)
     for var, (user, password) in ACCOUNTS.items():
         env[var] = f"{user}@localhost"
         env[var + "_PASSWORD"] = password
@@ -117,8 +122,9 @@ def main() -> int:
             results[test.stem] = run_test(root, test, env)
             print(f"{test.stem}: {results[test.stem][0]} {results[test.stem][1]}", flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
     (work / "slixmpp-results.txt").write_text(
         "".join(f"{name} {status} # {reason}\n" for name, (status, reason) in results.items()))
     baseline = read_baseline(Path(args.baseline))
