@@ -152,6 +152,16 @@ impl Client {
         }
     }
 
+    /// The next top-level element named `name`, skipping others (presence echoes, pushes).
+    pub async fn recv_named(&mut self, name: &str) -> anyhow::Result<Element> {
+        loop {
+            let el = self.recv().await?;
+            if el.name == name {
+                return Ok(el);
+            }
+        }
+    }
+
     /// The next element or the end of the stream, or `None` when `wait` passes first.
     pub async fn recv_within(&mut self, wait: Duration) -> anyhow::Result<Option<Received>> {
         match self.next_event(wait).await? {

@@ -11,12 +11,8 @@ use client::{Client, Received};
 use std::time::Duration;
 
 async fn body_of_next_message(client: &mut Client) -> String {
-    loop {
-        let el = client.recv().await.unwrap();
-        if el.name == "message" {
-            return el.child_elements().find(|c| c.name == "body").map(|b| b.text()).unwrap_or_default();
-        }
-    }
+    let el = client.recv_named("message").await.unwrap();
+    el.child_elements().find(|c| c.name == "body").map(|b| b.text()).unwrap_or_default()
 }
 
 async fn check(bad: &str, condition: &str) {

@@ -8,15 +8,6 @@ mod support;
 
 use client::Client;
 
-async fn next_named(client: &mut Client, name: &str) -> starling::xml::Element {
-    loop {
-        let el = client.recv().await.unwrap();
-        if el.name == name {
-            return el;
-        }
-    }
-}
-
 #[tokio::test]
 async fn unacknowledged_messages_reach_the_next_login_exactly_once() {
     let server = support::start("", "").await;
@@ -25,7 +16,7 @@ async fn unacknowledged_messages_reach_the_next_login_exactly_once() {
     let addr = server.running.c2s_direct_tls[0];
     let mut juliet = Client::connect(addr, "localhost", "juliet", "j", "phone").await.unwrap();
     juliet.send_raw("<enable xmlns='urn:xmpp:sm:3'/>").await.unwrap();
-    next_named(&mut juliet, "enabled").await;
+    juliet.recv_named("enabled").await.unwrap();
     juliet.send_raw("<presence/>").await.unwrap();
     let mut romeo = Client::connect(addr, "localhost", "romeo", "r", "desk").await.unwrap();
     for i in 0..3 {
@@ -36,7 +27,7 @@ async fn unacknowledged_messages_reach_the_next_login_exactly_once() {
     }
     // Juliet reads the first message and acknowledges everything up to it (her own presence
     // echo and the first message), then her connection goes away without acknowledging more.
-    let first = next_named(&mut juliet, "message").await;
+    let first = juliet.recv_named("message").await.unwrap();
     assert_eq!(first.attr("id"), Some("m0"));
     juliet.send_raw("<a xmlns='urn:xmpp:sm:3' h='2'/>").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -47,7 +38,7 @@ async fn unacknowledged_messages_reach_the_next_login_exactly_once() {
     juliet.send_raw("<presence/>").await.unwrap();
     let mut ids = Vec::new();
     while ids.len() < 2 {
-        let message = next_named(&mut juliet, "message").await;
+        let message = juliet.recv_named("message").await.unwrap();
         assert!(message.has_child("delay", "urn:xmpp:delay"), "{message}");
         ids.push(message.attr("id").unwrap().to_owned());
     }
@@ -58,7 +49,7 @@ async fn unacknowledged_messages_reach_the_next_login_exactly_once() {
 async fn juliet_with_resumption(addr: std::net::SocketAddr) -> (Client, String) {
     let mut juliet = Client::connect(addr, "localhost", "juliet", "j", "phone").await.unwrap();
     juliet.send_raw("<enable xmlns='urn:xmpp:sm:3' resume='true'/>").await.unwrap();
-    let enabled = next_named(&mut juliet, "enabled").await;
+    let enabled = juliet.recv_named("enabled").await.unwrap();
     assert_eq!(enabled.attr("resume"), Some("true"), "{enabled}");
     let id = enabled.attr("id").unwrap().to_owned();
     juliet.send_raw("<presence/>").await.unwrap();
@@ -77,7 +68,7 @@ async fn send_messages(romeo: &mut Client, ids: std::ops::Range<u32>) {
 async fn message_ids(client: &mut Client, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     while ids.len() < count {
-        ids.push(next_named(client, "message").await.attr("id").unwrap().to_owned());
+        ids.push(client.recv_named("message").await.unwrap().attr("id").unwrap().to_owned());
     }
     ids
 }
@@ -117,7 +108,7 @@ async fn resume_after(kill_old: bool) {
 
     let mut resumed = Client::connect_authenticated(addr, "localhost", "juliet", "j").await.unwrap();
     resumed.send_raw(&format!("<resume xmlns='urn:xmpp:sm:3' previd='{previd}' h='2'/>")).await.unwrap();
-    let reply = next_named(&mut resumed, "resumed").await;
+    let reply = resumed.recv_named("resumed").await.unwrap();
     assert_eq!(reply.attr("previd"), Some(previd.as_str()), "{reply}");
     assert_eq!(message_ids(&mut resumed, 3).await, vec!["m1", "m2", "m3"]);
     resumed.send_raw("<a xmlns='urn:xmpp:sm:3' h='5'/>").await.unwrap();

@@ -92,20 +92,13 @@ impl Presence {
                 return log_storage(e);
             }
             self.roster.send_presence(account, contact, "subscribed").await;
-            return self.send_current(account, contact).await;
+            return self.send_current_presence(account, contact, false).await;
         }
         let mut request = stanza.el.clone();
         request.set_attr("from", contact.as_str());
         request.set_attr("to", account.as_str());
         self.remember_request(account, contact, &request).await;
         self.deliver(&Stanza::new(stanza.kind, request), &Jid::from(account.clone()));
-    }
-
-    async fn send_current(&self, account: &BareJid, contact: &BareJid) {
-        for session in self.server.sessions_of(account) {
-            let Some(el) = session.state().available.clone() else { continue };
-            self.send_from(&session, el, contact.as_str()).await;
-        }
     }
 
     /// Roster changes for inbound `subscribed`, `unsubscribe` and `unsubscribed`; returns

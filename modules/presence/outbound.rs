@@ -183,7 +183,7 @@ impl Presence {
 
     /// After approving (or cancelling) a subscription, the contact gets the user's current
     /// presence from each available resource (or unavailable) (§3.1.5, §3.2.2).
-    async fn send_current_presence(&self, account: &BareJid, contact: &BareJid, unavailable: bool) {
+    pub(super) async fn send_current_presence(&self, account: &BareJid, contact: &BareJid, unavailable: bool) {
         for session in self.server.sessions_of(account) {
             let presence = session.state().available.clone();
             let el = match (presence, unavailable) {

@@ -123,17 +123,24 @@ impl Session {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, item: Outbound) -> bool {
+    /// Queues (or, while inactive, holds) an item; gives it back when the connection is gone.
+    /// The closed flag is read under the lock that `mark_closed` also takes, so nothing slips
+    /// in after the queue was drained.
+    fn offer(&self, item: Outbound) -> Result<(), Outbound> {
         let mut outbox = self.outbox();
         if self.closed.load(Ordering::Acquire) {
-            return false;
+            return Err(item);
         }
         let wake = outbox.enqueue(item);
         drop(outbox);
         if wake {
             self.wake.notify_one();
         }
-        true
+        Ok(())
+    }
+
+    fn push(&self, item: Outbound) -> bool {
+        self.offer(item).is_ok()
     }
 
     /// Queues a stanza for this session. Returns false when the connection is gone.
@@ -144,18 +151,10 @@ impl Session {
     /// Queues a stanza, or gives it back when the connection is gone (so that the router can
     /// deliver it elsewhere).
     pub fn try_send(&self, el: Element) -> Result<(), Element> {
-        let mut outbox = self.outbox();
-        // Checked under the lock that mark_closed also takes, so nothing slips in after the
-        // queue was drained.
-        if self.closed.load(Ordering::Acquire) {
-            return Err(el);
-        }
-        let wake = outbox.enqueue(Outbound::Stanza(Box::new(el)));
-        drop(outbox);
-        if wake {
-            self.wake.notify_one();
-        }
-        Ok(())
+        self.offer(Outbound::Stanza(Box::new(el))).map_err(|refused| match refused {
+            Outbound::Stanza(el) => *el,
+            Outbound::Close(_) => unreachable!("only a stanza was offered"),
+        })
     }
 
     /// Client state indication (XEP-0352): while inactive, noise is held back; becoming
