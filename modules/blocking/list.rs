@@ -85,7 +85,7 @@ impl Blocklists {
                 .with_attr("id", format!("block-{}", random_id(6)))
                 .with_attr("to", session.jid.as_str())
                 .with_child(payload.clone());
-            session.send(push);
+            session.send_element(push);
         }
     }
 

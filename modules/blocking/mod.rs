@@ -56,7 +56,7 @@ impl Hook<StanzaFromClient> for Blocklists {
                 let error = StanzaError::new(ErrorType::Cancel, "not-acceptable")
                     .with_app(Element::new("blocked", ns::BLOCKING_ERRORS));
                 if let Some(reply) = error.reply_to(&event.stanza) {
-                    event.session.send(reply.el);
+                    event.session.send(reply);
                 }
             }
             Flow::Handled

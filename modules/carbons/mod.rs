@@ -14,8 +14,8 @@
 //!   removed before delivery.
 
 use crate::module_api::{
-    BareJid, BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, MessageToLocal,
-    ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions, Registrar, ServerHandle, SessionClosed, StanzaError,
+    BareJid, BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, Jid, MessageToLocal,
+    ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions, Registrar, ServerHandle, SessionClosed, Stanza, StanzaError,
     StanzaFromClient, StanzaKind, check_section, priority,
 };
 use std::collections::HashSet;
@@ -83,16 +83,19 @@ impl Carbons {
         inner.remove_child("private", NS_CARBONS);
         let forwarded =
             Element::new(direction, NS_CARBONS).with_child(Element::new("forwarded", NS_FORWARD).with_child(inner));
+        let wrapper = Element::new("message", NS_CLIENT)
+            .with_attr("type", message.attr("type").unwrap_or("normal"))
+            .with_attr("from", account.as_str())
+            .with_child(forwarded);
+        // One body for every device's copy.
+        let wrapper = Stanza::new(StanzaKind::Message, wrapper);
         for session in self.server.sessions_of(account) {
             if session.id == skip || !self.is_enabled(session.id) {
                 continue;
             }
-            let wrapper = Element::new("message", NS_CLIENT)
-                .with_attr("type", message.attr("type").unwrap_or("normal"))
-                .with_attr("from", account.as_str())
-                .with_attr("to", session.jid.as_str())
-                .with_child(forwarded.clone());
-            session.send(wrapper);
+            let mut copy = wrapper.clone();
+            copy.set_to(&Jid::from(session.jid.clone()));
+            session.send(copy);
         }
     }
 }
@@ -115,11 +118,13 @@ impl IqHandler for Carbons {
 impl Hook<StanzaFromClient> for Carbons {
     fn call<'a>(&'a self, event: &'a mut StanzaFromClient) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            if event.stanza.kind == StanzaKind::Message && eligible(&event.stanza.el) {
+            if event.stanza.kind == StanzaKind::Message && eligible(event.stanza.el()) {
                 let account = event.session.jid.to_bare();
-                self.copy(&account, event.session.id, "sent", &event.stanza.el);
+                self.copy(&account, event.session.id, "sent", &event.stanza.to_element());
             }
-            event.stanza.el.remove_child("private", NS_CARBONS);
+            if event.stanza.el().has_child("private", NS_CARBONS) {
+                event.stanza.el_mut().remove_child("private", NS_CARBONS);
+            }
             Flow::Continue
         })
     }
@@ -129,10 +134,10 @@ impl Hook<MessageToLocal> for Carbons {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Ok(full) = event.to.try_as_full() else { return Flow::Continue };
-            if eligible(&event.stanza.el)
+            if eligible(event.stanza.el())
                 && let Some(target) = self.server.session(full)
             {
-                self.copy(&full.to_bare(), target.id, "received", &event.stanza.el);
+                self.copy(&full.to_bare(), target.id, "received", &event.stanza.to_element());
             }
             Flow::Continue
         })

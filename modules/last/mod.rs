@@ -122,7 +122,7 @@ impl Hook<OutboundPresence> for Last {
                 && stanza.type_attr() == Some("unavailable")
                 && let Some(user) = event.session.jid.node()
             {
-                let status = stanza.el.get_child("status", NS_CLIENT).map(Element::text);
+                let status = stanza.el().get_child("status", NS_CLIENT).map(Element::text);
                 self.record(user.as_str(), status).await;
             }
             Flow::Continue

@@ -90,7 +90,7 @@ impl Offline {
             return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
         }
         let id = random_id(12);
-        let mut el = stanza.el.clone();
+        let mut el = stanza.to_element();
         el.push_child(
             Element::new("delay", ns::DELAY)
                 .with_attr("from", self.domain.as_str())
@@ -122,7 +122,7 @@ impl Offline {
                     continue;
                 };
                 el.set_attr("to", session.jid.as_str());
-                if !session.send(el) {
+                if !session.send_element(el) {
                     break;
                 }
                 delivered.push(item.key.clone());
@@ -145,7 +145,7 @@ fn internal(e: impl std::fmt::Display) -> StanzaError {
 impl Hook<MessageUndeliverable> for Offline {
     fn call<'a>(&'a self, event: &'a mut MessageUndeliverable) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            if !policy::worth_storing(&event.stanza.el) {
+            if !policy::worth_storing(event.stanza.el()) {
                 return Flow::Handled; // dropped silently, like a chat state to an offline contact
             }
             let Some(user) = event.to.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };

@@ -76,10 +76,10 @@ impl Hook<StanzaFromClient> for Recent {
             if event.stanza.kind != StanzaKind::Message {
                 return Flow::Continue;
             }
-            let Some(id) = event.stanza.el.get_child("origin-id", ns::SID).and_then(|o| o.attr("id")) else {
+            let Some(id) = event.stanza.el().get_child("origin-id", ns::SID).and_then(|o| o.attr("id")) else {
                 return Flow::Continue;
             };
-            let to = event.stanza.el.attr("to").unwrap_or_default();
+            let to = event.stanza.to_ref().map(|j| j.as_str()).unwrap_or_default();
             let key = format!("{}\u{0}{to}\u{0}{id}", event.session.jid.to_bare());
             if self.first_time(key) {
                 Flow::Continue

@@ -26,18 +26,19 @@ impl Presence {
 
     /// To a full JID: that resource; to a bare JID: every available resource (§8.5.2.1.2).
     fn deliver(&self, stanza: &Stanza, to: &Jid) {
-        let mut el = stanza.el.clone();
         match to.try_as_full() {
             Ok(full) => {
                 if let Some(session) = self.server.session(full) {
-                    session.send(el);
+                    session.send(stanza.clone());
                 }
             }
             Err(bare) => {
+                stanza.prepare_wire();
                 for session in self.server.sessions_of(bare) {
                     if session.is_available() {
-                        el.set_attr("to", session.jid.as_str());
-                        session.send(el.clone());
+                        let mut copy = stanza.clone();
+                        copy.set_to(&Jid::from(session.jid.clone()));
+                        session.send(copy);
                     }
                 }
             }
@@ -58,7 +59,7 @@ impl Presence {
         let mut answered = false;
         for session in self.server.sessions_of(account) {
             let Some(el) = session.state().available.clone() else { continue };
-            self.send_from(&session, el, prober.as_str()).await;
+            self.send_from(&session, &Stanza::new(crate::module_api::StanzaKind::Presence, el), prober.as_str()).await;
             answered = true;
         }
         if !answered && &prober.to_bare() != account {
@@ -94,11 +95,11 @@ impl Presence {
             self.roster.send_presence(account, contact, "subscribed").await;
             return self.send_current_presence(account, contact, false).await;
         }
-        let mut request = stanza.el.clone();
-        request.set_attr("from", contact.as_str());
-        request.set_attr("to", account.as_str());
-        self.remember_request(account, contact, &request).await;
-        self.deliver(&Stanza::new(stanza.kind, request), &Jid::from(account.clone()));
+        let mut request = stanza.clone();
+        request.set_from(&Jid::from(contact.clone()));
+        request.set_to(&Jid::from(account.clone()));
+        self.remember_request(account, contact, &request.to_element()).await;
+        self.deliver(&request, &Jid::from(account.clone()));
     }
 
     /// Roster changes for inbound `subscribed`, `unsubscribe` and `unsubscribed`; returns

@@ -17,8 +17,8 @@ mod outbound;
 
 use super::roster::Roster;
 use crate::module_api::{
-    BoxFuture, Element, Flow, Hook, InboundPresence, Map, ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions,
-    OutboundPresence, Registrar, ServerHandle, SessionClosed, SessionRef, Stanza, StanzaKind, check_section, priority,
+    BoxFuture, Element, Flow, Hook, InboundPresence, Jid, Map, ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions,
+    OutboundPresence, Registrar, ServerHandle, SessionClosed, SessionRef, Stanza, check_section, priority,
 };
 use std::sync::Arc;
 
@@ -84,10 +84,13 @@ impl Hook<SessionClosed> for Presence {
 
 impl Presence {
     /// Sends `el` (from the session's full JID) to `to`.
-    async fn send_from(&self, session: &SessionRef, mut el: Element, to: &str) {
-        el.set_attr("from", session.jid.as_str());
-        el.set_attr("to", to);
-        self.server.route(Stanza::new(StanzaKind::Presence, el)).await;
+    /// Routes a copy of `presence` (sharing its body) from the session to `to`.
+    async fn send_from(&self, session: &SessionRef, presence: &Stanza, to: &str) {
+        let Ok(to) = Jid::new(to) else { return };
+        let mut copy = presence.clone();
+        copy.set_from(&Jid::from(session.jid.clone()));
+        copy.set_to(&to);
+        self.server.route(copy).await;
     }
 }
 

@@ -15,7 +15,7 @@ impl Presence {
     pub(super) async fn outbound(&self, session: &SessionRef, stanza: &Stanza) {
         let kind = stanza.type_attr().map(str::to_owned);
         match (stanza.to(), kind.as_deref()) {
-            (None, None | Some("unavailable")) => self.broadcast(session, stanza.el.clone()).await,
+            (None, None | Some("unavailable")) => self.broadcast(session, stanza.el().clone()).await,
             (None, _) => {}
             (Some(to), None | Some("unavailable")) => self.directed(session, stanza, to).await,
             (Some(to), Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
@@ -49,9 +49,12 @@ impl Presence {
             log_storage(e);
             Vec::new()
         });
+        // One body for every copy, serialised once.
+        let presence = Stanza::new(StanzaKind::Presence, el);
+        presence.prepare_wire();
         for (contact, item) in &items {
             if item.subscription.has_from() {
-                self.send_from(session, el.clone(), contact).await;
+                self.send_from(session, &presence, contact).await;
             }
         }
         for target in directed {
@@ -59,7 +62,7 @@ impl Presence {
                 .iter()
                 .any(|(c, i)| i.subscription.has_from() && Some(c.as_str()) == Some(target.to_bare().as_str()))
             {
-                self.send_from(session, el.clone(), target.as_str()).await;
+                self.send_from(session, &presence, target.as_str()).await;
             }
         }
         for own in self.server.sessions_of(&account) {
@@ -67,7 +70,7 @@ impl Presence {
             // must not see its own full JID go unavailable.
             let replacement = own.jid == session.jid && own.id != session.id;
             if (own.is_available() || own.id == session.id) && !replacement {
-                self.send_from(session, el.clone(), own.jid.as_str()).await;
+                self.send_from(session, &presence, own.jid.as_str()).await;
             }
         }
         if available && !was_available {
@@ -80,11 +83,11 @@ impl Presence {
     async fn initial(&self, session: &SessionRef, account: &BareJid, items: &[(String, super::super::roster::Item)]) {
         for (contact, item) in items {
             if item.subscription.has_to() {
-                let probe = Element::new("presence", NS_CLIENT).with_attr("type", "probe");
-                let mut probe = Stanza::new(StanzaKind::Presence, probe);
-                probe.el.set_attr("from", account.as_str());
-                probe.el.set_attr("to", contact);
-                self.server.route(probe).await;
+                let probe = Element::new("presence", NS_CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", account.as_str())
+                    .with_attr("to", contact);
+                self.server.route(Stanza::new(StanzaKind::Presence, probe)).await;
             }
         }
         for other in self.server.sessions_of(account) {
@@ -94,14 +97,14 @@ impl Presence {
             let Some(mut el) = other.state().available.clone() else { continue };
             el.set_attr("from", other.jid.as_str());
             el.set_attr("to", session.jid.as_str());
-            session.send(el);
+            session.send_element(el);
         }
         let user = account.node().map(|n| n.as_str()).unwrap_or_default();
         match self.pending.get_all(user).await {
             Ok(requests) => {
                 for (_, request) in requests {
                     if let Ok(el) = Element::parse(&request.data) {
-                        session.send(el);
+                        session.send_element(el);
                     }
                 }
             }
@@ -134,8 +137,8 @@ impl Presence {
             return; // pre-approval only: nothing to tell the contact yet (§3.4)
         }
         let mut routed = stanza.clone();
-        routed.el.set_attr("from", account.as_str());
-        routed.el.set_attr("to", contact.as_str());
+        routed.set_from(&Jid::from(account.clone()));
+        routed.set_to(&Jid::from(contact.clone()));
         self.server.route(routed).await;
         match kind {
             "subscribed" => self.send_current_presence(account, contact, false).await,
@@ -191,7 +194,7 @@ impl Presence {
                 (Some(_), true) => Element::new("presence", NS_CLIENT).with_attr("type", "unavailable"),
                 (None, _) => continue,
             };
-            self.send_from(&session, el, contact.as_str()).await;
+            self.send_from(&session, &Stanza::new(StanzaKind::Presence, el), contact.as_str()).await;
         }
     }
 

@@ -135,7 +135,7 @@ impl Register {
             if let Some(id) = iq.stanza.id() {
                 result.set_attr("id", id);
             }
-            session.send(result);
+            session.send_element(result);
         }
         self.server.delete_account(&account).await.map_err(account_error)?;
         tracing::info!(%account, "account removed in-band");

@@ -169,7 +169,7 @@ impl Roster {
                 .with_attr("from", account.as_str())
                 .with_attr("to", session.jid.as_str())
                 .with_child(query.clone());
-            session.send(push);
+            session.send_element(push);
         }
     }
 

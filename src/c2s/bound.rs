@@ -33,7 +33,7 @@ pub fn run<S: Transport>(
     server: std::sync::Arc<Server>,
     mut conn: Conn<S>,
     session: SessionRef,
-    resend: Option<Vec<Element>>,
+    resend: Option<Vec<Stanza>>,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let server = &*server;
@@ -90,10 +90,10 @@ async fn wait_for_resumption(server: &Server, session: &SessionRef, generation: 
 }
 
 /// Sends again, in order, what the client had not acknowledged before resuming (§5).
-async fn resend_unacked<S: Transport>(conn: &mut Conn<S>, stanzas: &[Element]) -> Result<(), Exit> {
+async fn resend_unacked<S: Transport>(conn: &mut Conn<S>, stanzas: &[Stanza]) -> Result<(), Exit> {
     let mut buffer = Vec::new();
-    for el in stanzas {
-        el.write_to(&mut buffer, NS_CLIENT);
+    for stanza in stanzas {
+        stanza.write_to(&mut buffer);
     }
     if buffer.is_empty() { Ok(()) } else { conn.send(&buffer).await }
 }
@@ -121,14 +121,13 @@ async fn end_session(server: &Server, session: &SessionRef, unwritten: Vec<Outbo
 /// acknowledged under stream management, or queued and never written) are routed again: to
 /// another resource, or to offline storage (XEP-0198 §5, "treat as undeliverable"). Copies the
 /// server made for this account itself (from its bare JID, such as carbons) are not.
-async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Element>, unwritten: Vec<Outbound>) {
+async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, unwritten: Vec<Outbound>) {
     let account = session.jid.to_bare();
     let stanzas = unacked.into_iter().chain(unwritten.into_iter().filter_map(|o| match o {
-        Outbound::Stanza(el) => Some(*el),
+        Outbound::Stanza(stanza) => Some(stanza),
         Outbound::Close(_) => None,
     }));
-    for el in stanzas {
-        let Ok(stanza) = Stanza::from_element(el) else { continue };
+    for stanza in stanzas {
         let reroutable = stanza.kind == crate::router::stanza::StanzaKind::Message
             && !matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
             && stanza.from().is_some_and(|f| !(f.is_bare() && f.to_bare() == account));
@@ -226,7 +225,7 @@ async fn handle_event<S: Transport>(
     if is_legacy_session_request(&stanza) {
         // RFC 3921 session establishment: a no-op kept for old clients (RFC 6121 Appendix E).
         if let Some(reply) = crate::router::iq::reply(&stanza, Ok(None)) {
-            conn.send_element(&reply.el).await?;
+            conn.send_stanza(&reply).await?;
         }
         return Ok(());
     }
@@ -277,12 +276,12 @@ async fn handle_nonza(server: &Server, session: &SessionRef, el: Element) -> Res
 fn is_legacy_session_request(stanza: &Stanza) -> bool {
     stanza.kind == crate::router::stanza::StanzaKind::Iq
         && stanza.type_attr() == Some("set")
-        && stanza.el.has_child("session", NS_SESSION)
+        && stanza.el().has_child("session", NS_SESSION)
 }
 
 async fn reply_error<S: Transport>(conn: &mut Conn<S>, stanza: &Stanza, error: StanzaError) -> Result<(), Exit> {
     if let Some(reply) = error.reply_to(stanza) {
-        conn.send_element(&reply.el).await?;
+        conn.send_stanza(&reply).await?;
     }
     Ok(())
 }
@@ -294,9 +293,9 @@ async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, sessi
     let mut written = 0;
     while let Some(item) = next.take() {
         match item {
-            Outbound::Stanza(el) => {
-                el.write_to(&mut buffer, NS_CLIENT);
-                session.sm().on_sent(&el);
+            Outbound::Stanza(stanza) => {
+                stanza.write_to(&mut buffer);
+                session.sm().on_sent(&stanza);
             }
             Outbound::Close(condition) => {
                 conn.send(&buffer).await?;

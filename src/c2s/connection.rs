@@ -140,6 +140,11 @@ impl<S: Transport> Conn<S> {
         Ok(())
     }
 
+    /// Writes one stanza in the `jabber:client` stream.
+    pub async fn send_stanza(&mut self, stanza: &crate::router::stanza::Stanza) -> Result<(), Exit> {
+        self.send(&stanza.to_bytes()).await
+    }
+
     /// Writes one element in the `jabber:client` stream.
     pub async fn send_element(&mut self, el: &Element) -> Result<(), Exit> {
         self.send(&el.to_bytes(crate::router::stanza::NS_CLIENT)).await

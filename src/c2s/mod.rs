@@ -97,7 +97,7 @@ fn spawn_session<S: Transport>(
     server: &Arc<Server>,
     conn: Conn<S>,
     session: crate::session::SessionRef,
-    resend: Option<Vec<crate::xml::Element>>,
+    resend: Option<Vec<crate::router::stanza::Stanza>>,
 ) {
     let task = bound::run(server.clone(), conn, session, resend);
     tracing::trace!(future_bytes = std::mem::size_of_val(&task), "session task");

@@ -31,7 +31,7 @@ pub enum Step {
         /// The session: new, or resumed (XEP-0198 §5).
         session: SessionRef,
         /// For a resumed session, the stanzas to send again.
-        resend: Option<Vec<Element>>,
+        resend: Option<Vec<crate::router::stanza::Stanza>>,
     },
 }
 
@@ -212,7 +212,7 @@ async fn pre_auth_iq<S: Transport>(server: &Server, conn: &mut Conn<S>, domain: 
     let to = jid::Jid::new(domain).map_err(|_| StreamError::new("host-unknown"))?;
     let outcome = crate::router::dispatch_iq(host, kind, IqTarget::PreAuth, &stanza, to, None).await;
     if let Some(reply) = crate::router::iq::reply(&stanza, outcome) {
-        conn.send_element(&reply.el).await?;
+        conn.send_stanza(&reply).await?;
     }
     Ok(())
 }
@@ -235,9 +235,9 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
         let Ok(stanza) = Stanza::from_element(el) else {
             return Err(StreamError::new("not-authorized").into());
         };
-        let Some(request) = stanza.el.get_child("bind", NS_BIND).filter(|_| stanza.type_attr() == Some("set")) else {
+        let Some(request) = stanza.el().get_child("bind", NS_BIND).filter(|_| stanza.type_attr() == Some("set")) else {
             if let Some(reply) = crate::module_api::StanzaError::not_authorized().reply_to(&stanza) {
-                conn.send_element(&reply.el).await?;
+                conn.send_stanza(&reply).await?;
             }
             continue;
         };
@@ -246,7 +246,7 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
         let Ok(full) = FullJid::new(&format!("{account}/{resource}")) else {
             let error = crate::module_api::StanzaError::bad_request().with_text("resource is not valid");
             if let Some(reply) = error.reply_to(&stanza) {
-                conn.send_element(&reply.el).await?;
+                conn.send_stanza(&reply).await?;
             }
             continue;
         };
@@ -256,7 +256,7 @@ async fn bind<S: Transport>(server: &Server, conn: &mut Conn<S>, account: &BareJ
         }
         let result = Element::new("bind", NS_BIND).with_child(Element::new("jid", NS_BIND).with_text(full.as_str()));
         if let Some(reply) = crate::router::iq::reply(&stanza, Ok(Some(result)))
-            && let Err(e) = conn.send_element(&reply.el).await
+            && let Err(e) = conn.send_stanza(&reply).await
         {
             server.sessions.unbind(&session);
             return Err(e);

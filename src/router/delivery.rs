@@ -30,9 +30,9 @@ pub async fn message(server: &Server, host: &HostModules, mut stanza: Stanza, to
         && let Some(session) = server.sessions.get(full)
     {
         // A session closing right now gives the message back; it then goes by the bare rules.
-        match session.try_send(stanza.el) {
+        match session.try_send(stanza) {
             Ok(()) => return,
-            Err(el) => stanza.el = el,
+            Err(refused) => stanza = refused,
         }
     }
     match message_type.as_str() {
@@ -72,7 +72,7 @@ pub fn presence(server: &Server, stanza: Stanza, to: &Jid) {
     match to.try_as_full() {
         Ok(full) => {
             if let Some(session) = server.sessions.get(full) {
-                session.send(stanza.el);
+                session.send(stanza);
             }
         }
         Err(bare) => {
@@ -87,9 +87,13 @@ pub fn available_non_negative(sessions: &[SessionRef]) -> Vec<SessionRef> {
     sessions.iter().filter(|s| s.is_available() && s.priority() >= 0).cloned().collect()
 }
 
-/// Sends a copy to each session; returns how many took it.
+/// Sends a copy to each session; returns how many took it. The copies share one body and
+/// its bytes, serialised once here.
 fn send_to_all(sessions: &[SessionRef], stanza: &Stanza) -> usize {
-    sessions.iter().filter(|session| session.send(stanza.el.clone())).count()
+    if sessions.len() > 1 {
+        stanza.prepare_wire();
+    }
+    sessions.iter().filter(|session| session.send(stanza.clone())).count()
 }
 
 /// Routes `stanza` to `to` (helper for modules delivering on a user's behalf).

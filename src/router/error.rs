@@ -118,21 +118,17 @@ impl StanzaError {
         if stanza.is_error() {
             return None;
         }
-        let mut reply = Element::new(&stanza.el.name, NS_CLIENT).with_attr("type", "error");
+        let mut reply = Element::new(&stanza.el().name, NS_CLIENT).with_attr("type", "error");
         if let Some(id) = stanza.id() {
             reply.set_attr("id", id);
         }
-        if let Some(from) = stanza.el.attr("from") {
-            reply.set_attr("to", from);
-        }
-        if let Some(to) = stanza.el.attr("to") {
-            reply.set_attr("from", to);
-        }
         if stanza.kind != StanzaKind::Iq {
-            reply.children = stanza.el.children.clone();
+            reply.children = stanza.el().children.clone();
         }
         reply.push_child(self.to_element());
-        Some(Stanza::new(stanza.kind, reply))
+        let mut reply = Stanza::new(stanza.kind, reply);
+        reply.swap_addressing_of(stanza);
+        Some(reply)
     }
 }
 

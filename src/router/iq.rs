@@ -88,16 +88,12 @@ pub fn reply(request: &Stanza, outcome: IqResult) -> Option<Stanza> {
             if let Some(id) = request.id() {
                 el.set_attr("id", id);
             }
-            if let Some(from) = request.el.attr("from") {
-                el.set_attr("to", from);
-            }
-            if let Some(to) = request.el.attr("to") {
-                el.set_attr("from", to);
-            }
             if let Some(payload) = payload {
                 el.push_child(payload);
             }
-            Some(Stanza::new(super::stanza::StanzaKind::Iq, el))
+            let mut reply = Stanza::new(super::stanza::StanzaKind::Iq, el);
+            reply.swap_addressing_of(request);
+            Some(reply)
         }
         Err(error) => error.reply_to(request),
     }

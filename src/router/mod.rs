@@ -114,7 +114,7 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
         if let Ok(full) = to.try_as_full()
             && let Some(session) = server.sessions.get(full)
         {
-            session.send(stanza.el);
+            session.send(stanza);
         }
         return;
     };
@@ -131,7 +131,7 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
     if let Ok(full) = to.try_as_full() {
         match server.sessions.get(full) {
             Some(session) => {
-                session.send(stanza.el);
+                session.send(stanza);
             }
             None => bounce(server, &stanza, StanzaError::service_unavailable()).await,
         }
@@ -160,7 +160,7 @@ pub async fn dispatch_iq(
     to: Jid,
     origin: Option<&SessionRef>,
 ) -> iq::IqResult {
-    let Some(payload) = stanza.el.first_child_element() else {
+    let Some(payload) = stanza.el().first_child_element() else {
         return Err(StanzaError::bad_request());
     };
     let found = host

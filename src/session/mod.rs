@@ -7,6 +7,7 @@
 
 pub mod sm;
 
+use crate::router::stanza::{Stanza, StanzaKind};
 use crate::xml::Element;
 use jid::{BareJid, FullJid};
 use sm::StreamManagement;
@@ -19,7 +20,7 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub enum Outbound {
     /// Write this stanza.
-    Stanza(Box<Element>),
+    Stanza(Stanza),
     /// Close the stream with this stream error condition (e.g. `conflict`).
     Close(&'static str),
 }
@@ -69,7 +70,7 @@ struct Outbox {
     queue: VecDeque<Outbound>,
     /// Held while the client is inactive (XEP-0352): presence (the latest per sender) and
     /// messages carrying only chat states.
-    held: VecDeque<Element>,
+    held: VecDeque<Stanza>,
     inactive: bool,
 }
 
@@ -78,42 +79,41 @@ const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 
 /// Whether an inactive client can do without this stanza until it is active or something
 /// important arrives (XEP-0352 §5: presence updates and chat states are the usual noise).
-fn holdable(el: &Element) -> bool {
-    match el.name.as_str() {
-        "presence" => matches!(el.attr("type"), None | Some("unavailable")),
-        "message" => {
+fn holdable(stanza: &Stanza) -> bool {
+    let el = stanza.el();
+    match stanza.kind {
+        StanzaKind::Presence => matches!(stanza.type_attr(), None | Some("unavailable")),
+        StanzaKind::Message => {
             el.child_elements().next().is_some()
                 && el.child_elements().all(|c| c.ns == NS_CHATSTATES || c.name == "thread")
         }
-        _ => false,
+        StanzaKind::Iq => false,
     }
 }
 
 impl Outbox {
     /// Queues or holds an item; returns whether the writer must be woken.
     fn enqueue(&mut self, item: Outbound) -> bool {
-        if self.inactive
-            && let Outbound::Stanza(el) = &item
-            && holdable(el)
-        {
-            if el.name == "presence" {
-                // Only the latest presence of each sender matters once the client looks again.
-                let from = el.attr("from");
-                self.held.retain(|h| h.name != "presence" || h.attr("from") != from);
+        let item = match item {
+            Outbound::Stanza(stanza) if self.inactive && holdable(&stanza) => {
+                if stanza.kind == StanzaKind::Presence {
+                    // Only the latest presence of each sender matters once the client looks again.
+                    let from = stanza.from_ref();
+                    self.held.retain(|h| h.kind != StanzaKind::Presence || h.from_ref() != from);
+                }
+                self.held.push_back(stanza);
+                return false;
             }
-            if let Outbound::Stanza(el) = item {
-                self.held.push_back(*el);
-            }
-            return false;
-        }
+            item => item,
+        };
         self.flush_held();
         self.queue.push_back(item);
         true
     }
 
     fn flush_held(&mut self) {
-        while let Some(el) = self.held.pop_front() {
-            self.queue.push_back(Outbound::Stanza(Box::new(el)));
+        while let Some(stanza) = self.held.pop_front() {
+            self.queue.push_back(Outbound::Stanza(stanza));
         }
     }
 }
@@ -144,15 +144,21 @@ impl Session {
     }
 
     /// Queues a stanza for this session. Returns false when the connection is gone.
-    pub fn send(&self, el: Element) -> bool {
-        self.push(Outbound::Stanza(Box::new(el)))
+    pub fn send(&self, stanza: Stanza) -> bool {
+        self.push(Outbound::Stanza(stanza))
+    }
+
+    /// Queues a stanza the server built as an element (roster pushes, presence, replies).
+    /// Returns false when the connection is gone or the element is not a stanza.
+    pub fn send_element(&self, el: Element) -> bool {
+        Stanza::built(el).is_some_and(|stanza| self.send(stanza))
     }
 
     /// Queues a stanza, or gives it back when the connection is gone (so that the router can
     /// deliver it elsewhere).
-    pub fn try_send(&self, el: Element) -> Result<(), Element> {
-        self.offer(Outbound::Stanza(Box::new(el))).map_err(|refused| match refused {
-            Outbound::Stanza(el) => *el,
+    pub fn try_send(&self, stanza: Stanza) -> Result<(), Stanza> {
+        self.offer(Outbound::Stanza(stanza)).map_err(|refused| match refused {
+            Outbound::Stanza(stanza) => stanza,
             Outbound::Close(_) => unreachable!("only a stanza was offered"),
         })
     }
@@ -333,11 +339,11 @@ mod tests {
         assert_eq!(table.get(&jid).map(|s| s.id), Some(second.id));
         table.unbind(&second);
         assert_eq!(table.count(), 0);
-        assert!(!second.send(Element::new("message", "jabber:client")), "a closed session takes nothing");
+        assert!(!second.send_element(Element::new("message", "jabber:client")), "a closed session takes nothing");
     }
 
-    fn stanza(xml: &str) -> Element {
-        Element::parse(xml.as_bytes()).unwrap()
+    fn stanza(xml: &str) -> Stanza {
+        Stanza::from_element(Element::parse(xml.as_bytes()).unwrap()).unwrap()
     }
 
     fn drain(session: &Session) -> Vec<String> {
@@ -381,7 +387,7 @@ mod tests {
                 let mut names = Vec::new();
                 for _ in 0..3 {
                     if let Outbound::Stanza(el) = session.next_outbound().await {
-                        names.push(el.attr("id").unwrap_or_default().to_owned());
+                        names.push(el.id().unwrap_or_default().to_owned());
                     }
                 }
                 names
@@ -389,7 +395,7 @@ mod tests {
         });
         for id in ["1", "2", "3"] {
             tokio::task::yield_now().await;
-            assert!(session.send(Element::new("message", "jabber:client").with_attr("id", id)));
+            assert!(session.send_element(Element::new("message", "jabber:client").with_attr("id", id)));
         }
         assert_eq!(waiter.await.unwrap(), vec!["1", "2", "3"]);
     }

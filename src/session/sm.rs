@@ -10,6 +10,7 @@
 //! new connection may take it over with `<resume previd='…' h='…'/>`, receiving every stanza
 //! it had not acknowledged.
 
+use crate::router::stanza::Stanza;
 use crate::stream::StreamError;
 use crate::xml::Element;
 use std::collections::VecDeque;
@@ -26,7 +27,7 @@ pub struct StreamManagement {
     handled: u32,
     sent: u32,
     acked: u32,
-    unacked: VecDeque<Element>,
+    unacked: VecDeque<Stanza>,
     ack_requested: bool,
 }
 
@@ -72,7 +73,7 @@ impl StreamManagement {
 
     /// Resumption (§5): applies the client's `h`, returns `<resumed/>` and the stanzas to send
     /// again, in order.
-    pub fn resume(&mut self, h: u32) -> Result<(Vec<u8>, Vec<Element>), StreamError> {
+    pub fn resume(&mut self, h: u32) -> Result<(Vec<u8>, Vec<Stanza>), StreamError> {
         self.apply_ack(h)?;
         let id = self.resume_id.clone().unwrap_or_default();
         let reply = format!("<resumed xmlns='{NS_SM}' h='{}' previd='{id}'/>", self.handled);
@@ -107,10 +108,10 @@ impl StreamManagement {
     }
 
     /// Records a stanza written to the client.
-    pub fn on_sent(&mut self, el: &Element) {
+    pub fn on_sent(&mut self, stanza: &Stanza) {
         if self.enabled {
             self.sent = self.sent.wrapping_add(1);
-            self.unacked.push_back(el.clone());
+            self.unacked.push_back(stanza.clone());
         }
     }
 
@@ -125,7 +126,7 @@ impl StreamManagement {
 
     /// The stanzas written but never acknowledged (empty without stream management: then a
     /// written stanza counts as delivered).
-    pub fn take_unacked(&mut self) -> Vec<Element> {
+    pub fn take_unacked(&mut self) -> Vec<Stanza> {
         self.unacked.drain(..).collect()
     }
 }
@@ -142,17 +143,21 @@ mod tests {
         Element::parse(xml.as_bytes()).unwrap()
     }
 
+    fn stanza(xml: &str) -> Stanza {
+        Stanza::from_element(el(xml)).unwrap()
+    }
+
     #[test]
     fn acks_drop_acknowledged_stanzas_and_the_rest_stay_queued() {
         let mut sm = StreamManagement::default();
         assert!(sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap().is_some());
         for id in ["1", "2", "3"] {
-            sm.on_sent(&el(&format!("<message xmlns='jabber:client' id='{id}'/>")));
+            sm.on_sent(&stanza(&format!("<message xmlns='jabber:client' id='{id}'/>")));
         }
         assert!(sm.ack_request().is_some());
         assert!(sm.ack_request().is_none(), "one request outstanding at a time");
         sm.on_nonza(&el("<a xmlns='urn:xmpp:sm:3' h='2'/>")).unwrap();
-        let left: Vec<_> = sm.take_unacked().iter().map(|e| e.attr("id").unwrap().to_owned()).collect();
+        let left: Vec<_> = sm.take_unacked().iter().map(|s| s.id().unwrap().to_owned()).collect();
         assert_eq!(left, vec!["3"]);
     }
 
@@ -170,14 +175,14 @@ mod tests {
     fn an_ack_beyond_what_was_sent_ends_the_stream() {
         let mut sm = StreamManagement::default();
         sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap();
-        sm.on_sent(&el("<message xmlns='jabber:client'/>"));
+        sm.on_sent(&stanza("<message xmlns='jabber:client'/>"));
         assert!(sm.on_nonza(&el("<a xmlns='urn:xmpp:sm:3' h='5'/>")).is_err());
     }
 
     #[test]
     fn without_enable_nothing_is_counted_and_a_second_enable_fails() {
         let mut sm = StreamManagement::default();
-        sm.on_sent(&el("<message xmlns='jabber:client'/>"));
+        sm.on_sent(&stanza("<message xmlns='jabber:client'/>"));
         assert!(sm.take_unacked().is_empty());
         sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap();
         let again = sm.on_nonza(&el("<enable xmlns='urn:xmpp:sm:3'/>")).unwrap().unwrap();

@@ -55,3 +55,4 @@ pub use element::{Element, Node};
 pub use error::{Limit, XmlError};
 pub use framer::{FrameEvent, Framer, Limits};
 pub use header::{STREAMS_NS, StreamHeader};
+pub use write::write_attr;

@@ -44,7 +44,8 @@ impl Element {
     }
 }
 
-fn write_attr(out: &mut Vec<u8>, name: &str, value: &str) {
+/// Appends ` name='value'` with the value escaped.
+pub fn write_attr(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b' ');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"='");
