@@ -106,6 +106,10 @@ contract!(
     archive_delete_older_than,
     archive_append_many_atomic,
     archive_users,
+    archive_queued_writes_commit_in_order,
+    archive_queued_write_rejected_by_the_database_is_dropped_alone,
+    archive_move_keeps_key_and_time_and_drops_the_payload,
+    archive_paging_by_position_survives_removed_items,
 );
 
 #[tokio::test]

@@ -1,21 +1,42 @@
-//! Offline message storage (XEP-0160): messages for an account with no resource that takes
-//! them are kept and delivered, oldest first, when a session of the account sends initial
-//! presence.
+//! The inbox: every message to a local account is stored before it is acknowledged to its
+//! sender and kept until one of the account's clients has it; for accounts with no client
+//! online this is offline storage (XEP-0160).
 //!
-//! Flow: the router's RFC 6121 §8.5.2.2 rule raises [`MessageUndeliverable`]; this module
-//! decides whether the message is worth keeping (chat states alone and `<no-store/>` hints,
-//! XEP-0085 §5.6 and XEP-0334, are not; receipts and chat markers are), stamps it with a
-//! `<delay/>` (XEP-0203) and a `<stanza-id/>` (XEP-0359), and appends it to the account's
-//! `offline` archive. When the account is over its quota the sender gets
-//! `service-unavailable` (XEP-0160 §3). On [`InitialPresence`] the messages are sent to that
-//! session in order and then removed. An expiry job deletes messages older than `retention`.
+//! Flow of a message to a local account (on [`MessageToLocal`], after blocking and carbons):
+//! 1. Messages worth keeping (not chat states alone, not `<no-store/>`; receipts and chat
+//!    markers are kept, XEP-0085 §5.6, XEP-0334) get a `<stanza-id/>` (XEP-0359) naming the
+//!    account, and are queued on the group commit into the account's `offline` archive. The
+//!    sender's stream-management `<a/>` waits for that commit (durable before acknowledged).
+//!    When no client of the account is online and the account is over its quota, the sender
+//!    gets `service-unavailable` instead (XEP-0160 §3).
+//! 2. The message is then delivered by the RFC 6121 §8.5 rules. Nothing further happens when
+//!    no resource takes it: it is already stored.
+//! 3. When a client has it ([`MessagesDelivered`]: acknowledged under XEP-0198, or written to a
+//!    client without it), the item moves from `offline` to `delivered`, which keeps only its
+//!    key and time, long enough to recognise the message if its sender sends it again.
+//! 4. On [`InitialPresence`] (non-negative priority) the stored messages are sent to the new
+//!    session oldest first, with `<delay/>` (XEP-0203). Live messages to the account wait for
+//!    this under the same per-account lock as step 1, and the session counts as not there for
+//!    delivery until it is done, so each message reaches it once and in order.
+//!
+//! Ids: a message with an `<origin-id/>` (XEP-0359) is stored under a key derived from its
+//! sender and origin id. For a while after a restart, when the in-memory duplicate check of
+//! the origin-id module knows nothing yet, a message whose key is already in `offline` or
+//! `delivered` is a retransmission of one stored before the restart: it is acknowledged and
+//! dropped.
+//!
+//! An expiry job deletes stored messages older than `retention` and delivery records older
+//! than `dedup_window`.
 
+mod inbox;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 use crate::module_api::{
-    Archive, ArchiveQuery, BoxFuture, ConfigDuration, Element, Flow, Hook, InitialPresence, MessageUndeliverable,
-    ModuleDescriptor, ModuleError, NewItem, PeriodicTask, Registrar, ServerHandle, Stanza, StanzaError, Value,
-    check_section, datetime, now_micros, ns, priority, random_id,
+    Archive, BoxFuture, ConfigDuration, Flow, Hook, InitialPresence, MessageToLocal, MessageUndeliverable,
+    MessagesDelivered, ModuleDescriptor, ModuleError, PeriodicTask, Registrar, ServerHandle, check_section, now_micros,
+    ns, priority,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -35,10 +56,17 @@ pub static MODULE: ModuleDescriptor = ModuleDescriptor {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Options {
-    /// Most messages kept per account; further messages bounce with service-unavailable.
+    /// Most messages kept per account while none of its clients is online; further messages
+    /// bounce with service-unavailable.
     pub max_messages_per_user: usize,
     /// Messages older than this are deleted by the expiry job.
     pub retention: ConfigDuration,
+    /// How long a record of a delivered message is kept to recognise it if its sender sends it
+    /// again (after a server restart).
+    pub dedup_window: ConfigDuration,
+    /// For how long after start-up stored records are consulted for such duplicates (later the
+    /// origin-id module's memory covers them).
+    pub dedup_check_after_start: ConfigDuration,
     /// How often the expiry job runs.
     pub expiry_interval: ConfigDuration,
 }
@@ -48,32 +76,38 @@ impl Default for Options {
         Options {
             max_messages_per_user: 10_000,
             retention: ConfigDuration(Duration::from_secs(365 * 86_400)),
+            dedup_window: ConfigDuration(Duration::from_secs(86_400)),
+            dedup_check_after_start: ConfigDuration(Duration::from_secs(600)),
             expiry_interval: ConfigDuration(Duration::from_secs(3600)),
         }
     }
 }
 
-/// Messages delivered per storage read at login.
-const DELIVERY_PAGE: usize = 100;
+/// The store of delivery records.
+const DELIVERED: &str = "delivered";
 
 struct Offline {
-    store: Archive,
-    domain: String,
-    max: usize,
+    inbox: inbox::Inbox,
     retention: Duration,
-    server: ServerHandle,
+    dedup_window: Duration,
 }
 
 fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     let options: Options = r.config()?;
-    let offline = Arc::new(Offline {
-        store: r.archive("offline"),
-        domain: r.domain().to_owned(),
-        max: options.max_messages_per_user,
-        retention: options.retention.get(),
-        server: r.server(),
-    });
+    let server: ServerHandle = r.server();
+    let inbox = inbox::Inbox::new(
+        r.archive("offline"),
+        r.archive(DELIVERED),
+        r.domain(),
+        options.max_messages_per_user,
+        options.dedup_check_after_start.get(),
+        server,
+    );
+    let offline =
+        Arc::new(Offline { inbox, retention: options.retention.get(), dedup_window: options.dedup_window.get() });
+    r.hook::<MessageToLocal>(priority::DELIVERY, offline.clone());
     r.hook::<MessageUndeliverable>(priority::DELIVERY, offline.clone());
+    r.hook::<MessagesDelivered>(priority::DELIVERY, offline.clone());
     r.hook::<InitialPresence>(priority::DELIVERY, offline.clone());
     r.every(options.expiry_interval.get(), offline);
     r.feature("msgoffline");
@@ -82,79 +116,23 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     Ok(())
 }
 
-impl Offline {
-    /// Stores a message; `Err` is the error for the sender.
-    async fn store(&self, stanza: &Stanza, user: &str, account: &str) -> Result<(), StanzaError> {
-        let held = self.store.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
-        if held >= self.max {
-            return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
-        }
-        let id = random_id(12);
-        let mut el = stanza.to_element();
-        el.push_child(
-            Element::new("delay", ns::DELAY)
-                .with_attr("from", self.domain.as_str())
-                .with_attr("stamp", datetime(now_micros()))
-                .with_text("Offline Storage"),
-        );
-        el.push_child(Element::new("stanza-id", ns::SID).with_attr("by", account).with_attr("id", id.as_str()));
-        let with = stanza.from().map(|f| f.to_bare().to_string()).unwrap_or_default();
-        let item = NewItem { key: Some(id), when: now_micros(), with, value: Value::xml(el.to_bytes("")) };
-        self.store.append(user, &item).await.map_err(internal)?;
-        Ok(())
+impl Hook<MessageToLocal> for Offline {
+    fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
+        Box::pin(self.inbox.accept(&mut event.stanza, &event.to))
     }
-
-    /// Sends every stored message to the session, oldest first, removing each page once it
-    /// has been queued. Stops (keeping the rest) if the session goes away.
-    async fn deliver(&self, session: &crate::module_api::SessionRef) {
-        let Some(user) = session.jid.node().map(|n| n.as_str().to_owned()) else { return };
-        loop {
-            let query = ArchiveQuery { limit: Some(DELIVERY_PAGE), ..ArchiveQuery::default() };
-            let page = match self.store.find(&user, &query).await {
-                Ok(page) => page,
-                Err(e) => return tracing::error!(error = %e, "offline: reading stored messages failed"),
-            };
-            let mut delivered = Vec::with_capacity(page.items.len());
-            for item in &page.items {
-                let Ok(mut el) = Element::parse(&item.value.data) else {
-                    tracing::warn!(key = %item.key, "offline: dropping an unreadable stored message");
-                    delivered.push(item.key.clone());
-                    continue;
-                };
-                el.set_attr("to", session.jid.as_str());
-                if !session.send_element(el) {
-                    break;
-                }
-                delivered.push(item.key.clone());
-            }
-            if let Err(e) = self.store.delete_by_keys(&user, &delivered).await {
-                return tracing::error!(error = %e, "offline: removing delivered messages failed");
-            }
-            if page.complete || delivered.len() < page.items.len() {
-                return;
-            }
-        }
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> StanzaError {
-    tracing::error!(error = %e, "offline storage failed");
-    StanzaError::internal_server_error()
 }
 
 impl Hook<MessageUndeliverable> for Offline {
     fn call<'a>(&'a self, event: &'a mut MessageUndeliverable) -> BoxFuture<'a, Flow> {
+        Box::pin(self.inbox.undeliverable(&event.stanza, &event.to))
+    }
+}
+
+impl Hook<MessagesDelivered> for Offline {
+    fn call<'a>(&'a self, event: &'a mut MessagesDelivered) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            if !policy::worth_storing(event.stanza.el()) {
-                return Flow::Handled; // dropped silently, like a chat state to an offline contact
-            }
-            let Some(user) = event.to.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
-            if let Err(error) = self.store(&event.stanza, &user, event.to.as_str()).await
-                && let Some(reply) = error.reply_to(&event.stanza)
-            {
-                self.server.route(reply).await;
-            }
-            Flow::Handled
+            self.inbox.delivered(&event.session, &event.messages).await;
+            Flow::Continue
         })
     }
 }
@@ -162,21 +140,32 @@ impl Hook<MessageUndeliverable> for Offline {
 impl Hook<InitialPresence> for Offline {
     fn call<'a>(&'a self, event: &'a mut InitialPresence) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            self.deliver(&event.session).await;
+            self.inbox.catch_up(&event.session).await;
             Flow::Continue
         })
     }
 }
 
+impl Offline {
+    /// Deletes stored messages older than `retention` and delivery records older than
+    /// `dedup_window`, as of `now` (Unix microseconds; a parameter so that tests set the clock).
+    async fn expire(&self, now: i64) {
+        expire_store(self.inbox.stored(), now, self.retention).await;
+        expire_store(self.inbox.records(), now, self.dedup_window).await;
+    }
+}
+
+async fn expire_store(store: &Archive, now: i64, keep: Duration) {
+    let cutoff = now.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
+    match store.delete_older_than(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, store = store.store(), domain = store.host(), "offline: expired"),
+        Err(e) => tracing::error!(error = %e, store = store.store(), "offline: expiry failed"),
+    }
+}
+
 impl PeriodicTask for Offline {
     fn run(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let cutoff = now_micros() - i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX);
-            match self.store.delete_older_than(cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, domain = %self.domain, "offline: expired messages removed"),
-                Err(e) => tracing::error!(error = %e, "offline: expiry failed"),
-            }
-        })
+        Box::pin(self.expire(now_micros()))
     }
 }

@@ -5,11 +5,16 @@
 //!
 //! The ids seen recently are kept in memory, keyed by sender account, addressee and id, in a
 //! bounded first-in first-out set (`remember` entries per domain). That covers reconnects; a
-//! resend across a server restart is not caught yet (it needs the durable inbox).
+//! resend across a server restart is caught by the offline module, which stores messages
+//! under a key derived from their origin id and consults it for a while after start-up.
+//!
+//! Stanza ids (XEP-0359 §3.2): a `<stanza-id/>` in a client's message that names the
+//! addressee or the sender in `by` is removed, so that nobody can forge the ids that the
+//! server's stores hand out.
 
 use crate::module_api::{
-    BoxFuture, Flow, Hook, ModuleDescriptor, ModuleError, Registrar, StanzaFromClient, StanzaKind, check_section, ns,
-    priority,
+    BareJid, BoxFuture, Element, Flow, Hook, ModuleDescriptor, ModuleError, Node, Registrar, Stanza, StanzaFromClient,
+    StanzaKind, check_section, ns, priority,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -76,6 +81,7 @@ impl Hook<StanzaFromClient> for Recent {
             if event.stanza.kind != StanzaKind::Message {
                 return Flow::Continue;
             }
+            strip_forged_stanza_ids(&mut event.stanza, &event.session.jid.to_bare());
             let Some(id) = event.stanza.el().get_child("origin-id", ns::SID).and_then(|o| o.attr("id")) else {
                 return Flow::Continue;
             };
@@ -88,6 +94,19 @@ impl Hook<StanzaFromClient> for Recent {
                 Flow::Handled
             }
         })
+    }
+}
+
+/// Removes `<stanza-id/>` elements whose `by` is the addressee's or the sender's bare JID.
+fn strip_forged_stanza_ids(stanza: &mut Stanza, sender: &BareJid) {
+    let addressee = stanza.to_ref().map(|to| to.to_bare());
+    let forged = |c: &Element| {
+        c.is("stanza-id", ns::SID)
+            && c.attr("by")
+                .is_some_and(|by| by == sender.as_str() || addressee.as_ref().is_some_and(|a| a.as_str() == by))
+    };
+    if stanza.el().child_elements().any(forged) {
+        stanza.el_mut().children.retain(|n| !matches!(n, Node::Element(c) if forged(c)));
     }
 }
 

@@ -36,6 +36,8 @@ impl Presence {
             let mut state = session.state();
             if available {
                 state.priority = priority_of(&el);
+                // Initial presence: stored messages go first (see InitialPresence below).
+                state.catching_up |= state.available.is_none();
                 state.available = Some(el.clone());
                 Vec::new()
             } else {
@@ -112,6 +114,9 @@ impl Presence {
         }
         let mut event = InitialPresence { session: session.clone() };
         self.server.fire(account.domain().as_str(), &mut event).await;
+        // Whoever sends stored messages ends the catching up when done; without such a
+        // module, it ends here.
+        session.state().catching_up = false;
     }
 
     /// Directed presence (§4.6): routed, and remembered for the unavailable at session end.

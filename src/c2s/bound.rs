@@ -9,7 +9,7 @@
 use super::connection::{Conn, Exit, Transport};
 use crate::module_api::{Flow, random_id};
 use crate::router::error::StanzaError;
-use crate::router::events::{SessionBound, SessionClosed};
+use crate::router::events::{MessagesDelivered, SessionBound, SessionClosed};
 use crate::router::stanza::{EnvelopeError, NS_CLIENT, Stanza};
 use crate::server::Server;
 use crate::session::sm::NS_SM;
@@ -172,7 +172,7 @@ async fn session_loop<S: Transport>(
                 ping_outstanding = false;
                 read
             }
-            Wake::Outbound(out) => Box::pin(write_outbound(conn, out, session)).await,
+            Wake::Outbound(out) => Box::pin(write_outbound(server, conn, out, session)).await,
             // A stale wake-up from an earlier resumption is ignored; a new one means let go.
             Wake::TakeOver if session.generation.load(Ordering::Acquire) == generation => Ok(()),
             Wake::TakeOver => Err(Exit::TakenOver),
@@ -230,6 +230,7 @@ async fn handle_event<S: Transport>(
         return Ok(());
     }
     crate::router::from_client(server, session, stanza).await;
+    session.sm().mark_routed(server.storage.commits().enqueued());
     Ok(())
 }
 
@@ -241,6 +242,11 @@ async fn stream_management<S: Transport>(
     el: &Element,
 ) -> Result<(), Exit> {
     let wants_resume = matches!(el.attr("resume"), Some("true" | "1"));
+    if el.name == "r" {
+        // Durable before acknowledged: the count covers only what storage has committed.
+        let seq = session.sm().routed_seq();
+        server.storage.commits().committed(seq).await;
+    }
     let reply = if el.name == "enable" && wants_resume && !session.sm().is_enabled() {
         let id = random_id(12);
         let max = server.config.c2s.resume_timeout.get().as_secs();
@@ -250,9 +256,24 @@ async fn stream_management<S: Transport>(
     } else {
         session.sm().on_nonza(el)?
     };
+    if el.name == "a" {
+        report_delivered(server, session).await;
+    }
     match reply {
         Some(reply) => conn.send(&reply).await,
         None => Ok(()),
+    }
+}
+
+/// Tells the modules which messages reached the client (acknowledged, or written without
+/// stream management), so that stores holding them until delivery can let go.
+pub(crate) async fn report_delivered(server: &Server, session: &SessionRef) {
+    let messages = session.sm().take_delivered();
+    if messages.is_empty() {
+        return;
+    }
+    if let Some(host) = server.host(session.jid.domain().as_str()) {
+        host.bus.fire(&mut MessagesDelivered { session: session.clone(), messages }).await;
     }
 }
 
@@ -287,7 +308,12 @@ async fn reply_error<S: Transport>(conn: &mut Conn<S>, stanza: &Stanza, error: S
 }
 
 /// Writes one queued item and whatever else is queued (up to a batch), then flushes once.
-async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, session: &SessionRef) -> Result<(), Exit> {
+async fn write_outbound<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    first: Outbound,
+    session: &SessionRef,
+) -> Result<(), Exit> {
     let mut buffer = Vec::new();
     let mut next = Some(first);
     let mut written = 0;
@@ -311,7 +337,9 @@ async fn write_outbound<S: Transport>(conn: &mut Conn<S>, first: Outbound, sessi
     if let Some(request) = request {
         buffer.extend_from_slice(request);
     }
-    conn.send(&buffer).await
+    conn.send(&buffer).await?;
+    report_delivered(server, session).await;
+    Ok(())
 }
 
 async fn send_ping<S: Transport>(conn: &mut Conn<S>, session: &SessionRef) -> Result<(), Exit> {

@@ -303,9 +303,13 @@ async fn resume<S: Transport>(
         .await?;
         return Ok(None);
     }
+    // `<resumed h/>` acknowledges what the old connection routed: only once it is durable.
+    let seq = session.sm().routed_seq();
+    server.storage.commits().committed(seq).await;
     let resumed = session.sm().resume(h.unwrap_or_default());
     drop(guard);
     let (reply, resend) = resumed?;
+    super::bound::report_delivered(server, &session).await;
     conn.send(&reply).await?;
     tracing::info!(jid = %session.jid, "stream resumed");
     Ok(Some(Step::Bound { session, resend: Some(resend) }))

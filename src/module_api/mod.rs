@@ -20,6 +20,10 @@ pub use crate::router::events::*;
 pub use crate::router::iq::{IqHandler, IqKind, IqRequest, IqResult, IqTarget, SyncIq};
 pub use crate::router::stanza::{NS_CLIENT, Stanza, StanzaKind};
 pub use crate::session::{PresenceState, SessionRef};
+/// Opening a database directly is for module unit tests only; modules get their stores from
+/// the [`Registrar`].
+#[cfg(test)]
+pub use crate::storage::Storage;
 pub use crate::storage::accounts::AccountError;
 pub use crate::storage::{Archive, ArchiveQuery, KeyVal, Map, NewItem, StorageError, Value, ValueKind};
 pub use crate::xml::{Element, Node};

@@ -9,7 +9,7 @@ use crate::server::Server;
 use crate::session::SessionRef;
 use crate::storage::StorageError;
 use crate::storage::accounts::AccountError;
-use jid::{BareJid, FullJid};
+use jid::{BareJid, FullJid, Jid};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -44,6 +44,15 @@ impl ServerHandle {
         if let Some(server) = self.get() {
             crate::router::route(&server, stanza, None).await;
         }
+    }
+
+    /// Delivers a message to a local account or resource by the RFC 6121 §8.5 rules, without
+    /// firing [`crate::router::events::MessageToLocal`] again (for the module that handled
+    /// that event in order to deliver under its own conditions).
+    pub async fn deliver_local(&self, stanza: Stanza, to: &Jid) {
+        let Some(server) = self.get() else { return };
+        let Some(host) = server.host(to.domain().as_str()) else { return };
+        crate::router::delivery::message(&server, host, stanza, to).await;
     }
 
     /// The sessions of an account on this node.

@@ -8,6 +8,8 @@
 //!   to all of them (the "MAY deliver to all non-negative" choice, which multi-device clients
 //!   expect), `headline` likewise, `groupchat` gets `service-unavailable`, errors are dropped
 //!   (§8.5.2.1).
+//! * A session that is still being sent stored messages (XEP-0160, after initial presence)
+//!   counts as not there for messages: they wait in the store and arrive in order.
 //! * To a bare JID with no such resource: `normal` and `chat` go to the
 //!   [`MessageUndeliverable`] extension point (offline storage), and without a taker the
 //!   sender gets `service-unavailable` (§8.5.2.2); a non-existent account gets the same error
@@ -29,6 +31,10 @@ pub async fn message(server: &Server, host: &HostModules, mut stanza: Stanza, to
     if let Ok(full) = to.try_as_full()
         && let Some(session) = server.sessions.get(full)
     {
+        if session.is_catching_up() {
+            // Kept in the store, it reaches the session with the stored messages, in order.
+            return undeliverable(server, host, stanza, full.to_bare()).await;
+        }
         // A session closing right now gives the message back; it then goes by the bare rules.
         match session.try_send(stanza) {
             Ok(()) => return,
@@ -82,9 +88,10 @@ pub fn presence(server: &Server, stanza: Stanza, to: &Jid) {
     }
 }
 
-/// The sessions that take bare-JID messages: available, priority ≥ 0.
+/// The sessions that take bare-JID messages: available, priority ≥ 0, and not still being
+/// sent stored messages.
 pub fn available_non_negative(sessions: &[SessionRef]) -> Vec<SessionRef> {
-    sessions.iter().filter(|s| s.is_available() && s.priority() >= 0).cloned().collect()
+    sessions.iter().filter(|s| s.takes_live_messages() && s.priority() >= 0).cloned().collect()
 }
 
 /// Sends a copy to each session; returns how many took it. The copies share one body and

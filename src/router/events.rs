@@ -72,6 +72,15 @@ pub struct SessionClosed {
     pub session: SessionRef,
 }
 
+/// Messages that reached a client: acknowledged under stream management (XEP-0198 §4), or
+/// written to a connection without it. The offline module removes them from the inbox here.
+pub struct MessagesDelivered {
+    /// The session they reached.
+    pub session: SessionRef,
+    /// The messages, in the order they were written.
+    pub messages: Vec<Stanza>,
+}
+
 /// A top-level element from a bound client that is not a stanza (stream management, client
 /// state indication). Unhandled, the stream ends with `unsupported-stanza-type`.
 pub struct NonzaReceived {
@@ -81,8 +90,11 @@ pub struct NonzaReceived {
     pub element: crate::xml::Element,
 }
 
-/// A session sent its initial presence (RFC 6121 §4.2): it now takes bare-JID messages, so
-/// stored messages can be delivered to it. Fired by the presence module.
+/// A session sent its initial presence (RFC 6121 §4.2), so stored messages can be delivered
+/// to it. Until the handler that sends them clears `catching_up` in the session's presence
+/// state (or the event has run through), live messages to the account are kept for it in the
+/// store rather than sent, so that it gets everything once and in order. Fired by the
+/// presence module.
 pub struct InitialPresence {
     /// The session that became available.
     pub session: SessionRef,
@@ -111,6 +123,9 @@ impl Event for MessageUndeliverable {
 }
 impl Event for SessionBound {
     const NAME: &'static str = "session-bound";
+}
+impl Event for MessagesDelivered {
+    const NAME: &'static str = "messages-delivered";
 }
 impl Event for SessionClosed {
     const NAME: &'static str = "session-closed";

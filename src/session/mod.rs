@@ -36,6 +36,9 @@ pub struct PresenceState {
     pub roster_requested: bool,
     /// Targets of directed presence, who get unavailable presence when the session ends.
     pub directed_to: Vec<jid::Jid>,
+    /// Set with initial presence until stored messages have been sent (XEP-0160): meanwhile
+    /// live messages to the account stay in the store and come with the rest, in order, once.
+    pub catching_up: bool,
 }
 
 /// One connected, bound session.
@@ -223,6 +226,18 @@ impl Session {
     /// Whether the session has sent available presence.
     pub fn is_available(&self) -> bool {
         self.state().available.is_some()
+    }
+
+    /// Whether the session is available and done catching up with stored messages: the
+    /// sessions that take live messages to the bare JID.
+    pub fn takes_live_messages(&self) -> bool {
+        let state = self.state();
+        state.available.is_some() && !state.catching_up
+    }
+
+    /// Whether stored messages are still being sent to this session.
+    pub fn is_catching_up(&self) -> bool {
+        self.state().catching_up
     }
 
     /// The current priority (0 when unavailable).

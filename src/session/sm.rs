@@ -2,7 +2,9 @@
 //! and answers, and the unacknowledged-stanza queue.
 //!
 //! Counting (§4): `handled` is the number of stanzas received from the client and routed;
-//! `sent` the number written to it. The client acknowledges with `<a h='…'/>`, and every
+//! `sent` the number written to it. `handled` is only reported (in `<a/>` and `<resumed/>`)
+//! once the storage writes made while routing those stanzas are committed, so an acknowledged
+//! message survives a crash (see [`crate::storage::GroupCommit`]). The client acknowledges with `<a h='…'/>`, and every
 //! stanza it has not acknowledged when the stream ends is handed back to the router, so that
 //! it reaches another resource or offline storage instead of being lost with the connection.
 //! Resumption (§5): with `<enable resume='true'/>` the session gets an id; when its
@@ -10,7 +12,7 @@
 //! new connection may take it over with `<resume previd='…' h='…'/>`, receiving every stanza
 //! it had not acknowledged.
 
-use crate::router::stanza::Stanza;
+use crate::router::stanza::{Stanza, StanzaKind};
 use crate::stream::StreamError;
 use crate::xml::Element;
 use std::collections::VecDeque;
@@ -29,6 +31,12 @@ pub struct StreamManagement {
     acked: u32,
     unacked: VecDeque<Stanza>,
     ack_requested: bool,
+    /// Messages known to have reached the client (acknowledged, or written without stream
+    /// management) and not yet reported to the modules.
+    delivered: Vec<Stanza>,
+    /// The group-commit sequence number covering the writes of every stanza routed so far;
+    /// `<a/>` and `<resumed/>` wait for it to be committed (durable before acknowledged).
+    routed_seq: u64,
 }
 
 impl StreamManagement {
@@ -95,7 +103,8 @@ impl StreamManagement {
                 format!("handled-count-too-high: h={h}, send-count={}", self.sent),
             ));
         }
-        self.unacked.drain(..newly);
+        let acknowledged = self.unacked.drain(..newly).filter(|s| s.kind == StanzaKind::Message);
+        self.delivered.extend(acknowledged);
         self.acked = h;
         Ok(())
     }
@@ -109,10 +118,30 @@ impl StreamManagement {
 
     /// Records a stanza written to the client.
     pub fn on_sent(&mut self, stanza: &Stanza) {
-        if self.enabled {
+        if !self.enabled {
+            // Without stream management, written is as delivered as it gets.
+            if stanza.kind == StanzaKind::Message {
+                self.delivered.push(stanza.clone());
+            }
+        } else {
             self.sent = self.sent.wrapping_add(1);
             self.unacked.push_back(stanza.clone());
         }
+    }
+
+    /// Takes the messages that reached the client since the last call.
+    pub fn take_delivered(&mut self) -> Vec<Stanza> {
+        std::mem::take(&mut self.delivered)
+    }
+
+    /// Records the group-commit sequence number after routing a stanza.
+    pub fn mark_routed(&mut self, seq: u64) {
+        self.routed_seq = seq;
+    }
+
+    /// The sequence number that must be committed before the handled count is acknowledged.
+    pub fn routed_seq(&self) -> u64 {
+        self.routed_seq
     }
 
     /// An ack request to append after a batch of stanzas, when one is due.

@@ -1,5 +1,6 @@
 //! The archive shape: append-only, ordered lists of items per user and store.
 
+use super::commit::{GroupCommit, Write};
 use super::error::StorageError;
 use super::keyval::decode_value;
 use super::sql::{Bounds, Sql, push_archive_filter, random_key};
@@ -7,6 +8,7 @@ use super::value::Value;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 
 /// The item columns, in the order [`decode_item`] reads them.
 const ITEM_COLUMNS: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM archive";
@@ -71,6 +73,10 @@ pub struct ArchiveQuery {
     /// Only items appended before the item with this key (RSM `<before/>`). An unknown key is
     /// [`StorageError::ItemNotFound`].
     pub before: Option<String>,
+    /// Only items after this position (a `sort_id` seen earlier). Unlike `after`, the item at
+    /// that position need not exist any more, so a reader paging through a store while other
+    /// writers remove items keeps its place.
+    pub after_position: Option<i64>,
     /// Only items with one of these keys; unknown keys are ignored and an empty list selects
     /// nothing. Meant for short lists (each key is one bound parameter).
     pub ids: Option<Vec<String>>,
@@ -102,11 +108,12 @@ pub struct Archive {
     pool: AnyPool,
     host: String,
     store: String,
+    commits: Arc<GroupCommit>,
 }
 
 impl Archive {
-    pub(crate) fn new(pool: AnyPool, host: &str, store: &str) -> Archive {
-        Archive { pool, host: host.to_owned(), store: store.to_owned() }
+    pub(crate) fn new(pool: AnyPool, commits: Arc<GroupCommit>, host: &str, store: &str) -> Archive {
+        Archive { pool, host: host.to_owned(), store: store.to_owned(), commits }
     }
 
     /// The host this handle is scoped to.
@@ -148,7 +155,12 @@ impl Archive {
     }
 
     /// Inserts one item on `conn`, removing an earlier item with the same key first.
-    async fn insert(&self, conn: &mut AnyConnection, user: &str, item: &NewItem) -> Result<ArchivedId, StorageError> {
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        user: &str,
+        item: &NewItem,
+    ) -> Result<ArchivedId, StorageError> {
         let key = match &item.key {
             Some(key) => {
                 sqlx::query(
@@ -251,15 +263,71 @@ impl Archive {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
+        let removed = self.delete_keys_on(&mut tx, user, keys).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// [`delete_by_keys`](Self::delete_by_keys) on a given connection or transaction.
+    pub(crate) async fn delete_keys_on(
+        &self,
+        conn: &mut AnyConnection,
+        user: &str,
+        keys: &[String],
+    ) -> Result<u64, StorageError> {
         let mut removed = 0;
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
             let mut sql = Sql::new("DELETE FROM archive");
             push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
-            removed += sql.build().execute(&mut *tx).await?.rows_affected();
+            removed += sql.build().execute(&mut *conn).await?.rows_affected();
         }
-        tx.commit().await?;
         Ok(removed)
+    }
+
+    /// Queues the append of `item` to `user`'s archive on the group commit; returns the write's
+    /// sequence number, durable once [`GroupCommit::committed`] of it resolves.
+    pub async fn append_queued(&self, user: &str, item: NewItem) -> u64 {
+        let write = Write::Append { archive: self.clone(), user: user.to_owned(), item };
+        self.commits.enqueue(write).await
+    }
+
+    /// Queues the deletion of these keys from `user`'s archive on the group commit.
+    pub async fn delete_queued(&self, user: &str, keys: Vec<String>) -> u64 {
+        let write = Write::Delete { archive: self.clone(), user: user.to_owned(), keys };
+        self.commits.enqueue(write).await
+    }
+
+    /// Queues moving the items with these keys from `user`'s archive into store `to` of the
+    /// same host (keeping key, time and correspondent, dropping the payload), replacing items
+    /// there with the same keys. What remains is a record that the items existed.
+    pub async fn move_queued(&self, user: &str, keys: Vec<String>, to: &str) -> u64 {
+        let write = Write::Move { archive: self.clone(), user: user.to_owned(), keys, to: to.to_owned() };
+        self.commits.enqueue(write).await
+    }
+
+    /// [`move_queued`](Self::move_queued) on a given connection or transaction.
+    pub(crate) async fn move_keys_on(
+        &self,
+        conn: &mut AnyConnection,
+        user: &str,
+        keys: &[String],
+        to: &str,
+    ) -> Result<(), StorageError> {
+        Archive::new(self.pool.clone(), self.commits.clone(), &self.host, to).delete_keys_on(conn, user, keys).await?;
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+            let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
+            let mut sql = Sql::new("UPDATE archive SET value = ");
+            sql.bytes(Vec::new()).push(", store = ").text(to);
+            push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
+            sql.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The group commit this archive's queued writes go through.
+    pub fn commits(&self) -> &GroupCommit {
+        &self.commits
     }
 
     /// Deletes, for every user of this host and store, the items created strictly before
@@ -290,9 +358,10 @@ impl Archive {
 
     /// Resolves the query's `after`/`before` keys to sort ids.
     async fn bounds(&self, user: &str, query: &ArchiveQuery) -> Result<Bounds, StorageError> {
-        let mut bounds = Bounds::default();
+        let mut bounds = Bounds { after: query.after_position, before: None };
         if let Some(key) = &query.after {
-            bounds.after = Some(self.position(user, key).await?);
+            let position = self.position(user, key).await?;
+            bounds.after = Some(bounds.after.map_or(position, |p| p.max(position)));
         }
         if let Some(key) = &query.before {
             bounds.before = Some(self.position(user, key).await?);

@@ -22,6 +22,7 @@
 
 pub mod accounts;
 mod archive;
+mod commit;
 mod dialect;
 mod error;
 mod keyval;
@@ -30,6 +31,7 @@ mod sql;
 mod value;
 
 pub use archive::{Archive, ArchiveQuery, ArchivedId, ArchivedItem, NewItem, Page};
+pub use commit::GroupCommit;
 pub use dialect::Backend;
 pub use error::{CodecError, StorageError};
 pub use keyval::KeyVal;
@@ -46,6 +48,7 @@ use sqlx::AnyPool;
 pub struct Storage {
     pool: AnyPool,
     backend: Backend,
+    commits: std::sync::Arc<GroupCommit>,
 }
 
 impl Storage {
@@ -73,12 +76,18 @@ impl Storage {
             return Err(e.into());
         }
         tracing::info!(backend = backend.name(), "storage opened");
-        Ok(Storage { pool, backend })
+        let commits = GroupCommit::start(pool.clone());
+        Ok(Storage { pool, backend, commits })
     }
 
     /// Which database engine this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The group commit that queued archive writes go through (XEP-0198 acks wait on it).
+    pub fn commits(&self) -> &GroupCommit {
+        &self.commits
     }
 
     /// The keyval store `store` of virtual host `host`.
@@ -93,7 +102,7 @@ impl Storage {
 
     /// The archive store `store` of virtual host `host`.
     pub fn archive(&self, host: &str, store: &str) -> Archive {
-        Archive::new(self.pool.clone(), host, store)
+        Archive::new(self.pool.clone(), self.commits.clone(), host, store)
     }
 
     /// Removes everything `user` of `host` has in any store of any shape, in one transaction:
@@ -113,6 +122,8 @@ impl Storage {
     /// Closes every connection, waiting for those in use to be returned. Handles obtained
     /// earlier fail from then on. For `sqlite::memory:` this discards the data.
     pub async fn close(&self) {
+        self.commits.close();
+        self.commits.flush().await;
         self.pool.close().await;
     }
 }

@@ -13,6 +13,7 @@ use std::fmt::Write;
 enum Bind {
     Text(String),
     Int(i64),
+    Bytes(Vec<u8>),
 }
 
 /// A statement under construction: fixed text plus bound values.
@@ -43,6 +44,11 @@ impl Sql {
         self.placeholder(Bind::Int(value))
     }
 
+    /// Appends a placeholder for a binary value.
+    pub(crate) fn bytes(&mut self, value: Vec<u8>) -> &mut Sql {
+        self.placeholder(Bind::Bytes(value))
+    }
+
     fn placeholder(&mut self, bind: Bind) -> &mut Sql {
         self.binds.push(bind);
         // Writing into a String cannot fail; the number is ours, never a caller's value.
@@ -58,6 +64,7 @@ impl Sql {
             query = match bind {
                 Bind::Text(value) => query.bind(value),
                 Bind::Int(value) => query.bind(value),
+                Bind::Bytes(value) => query.bind(value),
             };
         }
         query

@@ -175,3 +175,62 @@ pub async fn archive_users(s: Storage) {
     archive.delete("alice", &q()).await.unwrap();
     assert_eq!(archive.users().await.unwrap(), ["bob", "zed"]);
 }
+
+pub async fn archive_queued_writes_commit_in_order(s: Storage) {
+    let archive = s.archive(HOST, "offline");
+    let mut last = 0;
+    for i in 0..300 {
+        let seq = archive.append_queued("juliet", item(Some(&format!("q{i:03}")), i, ROMEO, Value::text("m"))).await;
+        assert!(seq > last, "sequence numbers grow");
+        last = seq;
+    }
+    assert_eq!(s.commits().enqueued(), last);
+    s.commits().committed(last).await;
+    let page = archive.find("juliet", &q()).await.unwrap();
+    let keys: Vec<_> = page.items.iter().map(|i| i.key.as_str()).collect();
+    let expected: Vec<String> = (0..300).map(|i| format!("q{i:03}")).collect();
+    assert_eq!(keys, expected, "all committed, in queue order");
+    archive.delete_queued("juliet", vec!["q000".into(), "q299".into()]).await;
+    s.commits().flush().await;
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 298);
+}
+
+pub async fn archive_queued_write_rejected_by_the_database_is_dropped_alone(s: Storage) {
+    let archive = s.archive(HOST, "offline");
+    archive.append_queued("juliet", item(Some("before"), 1, ROMEO, Value::text("a"))).await;
+    // An empty key violates the table's check: the database rejects this write for good.
+    archive.append_queued("juliet", item(Some(""), 2, ROMEO, Value::text("bad"))).await;
+    archive.append_queued("juliet", item(Some("after"), 3, ROMEO, Value::text("b"))).await;
+    s.commits().flush().await;
+    let page = archive.find("juliet", &q()).await.unwrap();
+    let keys: Vec<_> = page.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["before", "after"]);
+}
+
+pub async fn archive_move_keeps_key_and_time_and_drops_the_payload(s: Storage) {
+    let archive = s.archive(HOST, "offline");
+    for (key, when) in [("a", 1), ("b", 2), ("c", 3)] {
+        archive.append("juliet", &item(Some(key), when, ROMEO, Value::text("payload"))).await.unwrap();
+    }
+    let records = s.archive(HOST, "delivered");
+    records.append("juliet", &item(Some("c"), 0, ROMEO, Value::text("older record"))).await.unwrap();
+    archive.move_queued("juliet", vec!["a".into(), "c".into(), "missing".into()], "delivered").await;
+    s.commits().flush().await;
+    assert_eq!(archive.find("juliet", &q()).await.unwrap().items.len(), 1);
+    let moved = records.find("juliet", &q()).await.unwrap().items;
+    let moved: Vec<_> = moved.iter().map(|i| (i.key.as_str(), i.when, i.value.data.len())).collect();
+    assert_eq!(moved, [("a", 1, 0), ("c", 3, 0)]);
+}
+
+pub async fn archive_paging_by_position_survives_removed_items(s: Storage) {
+    let archive = s.archive(HOST, "offline");
+    for i in 0..5 {
+        archive.append("juliet", &item(Some(&format!("k{i}")), i, ROMEO, Value::text("x"))).await.unwrap();
+    }
+    let first = archive.find("juliet", &ArchiveQuery { limit: Some(2), ..q() }).await.unwrap();
+    let position = first.items.last().unwrap().sort_id;
+    archive.delete_by_keys("juliet", &["k1".into()]).await.unwrap();
+    let rest = archive.find("juliet", &ArchiveQuery { after_position: Some(position), ..q() }).await.unwrap();
+    let keys: Vec<_> = rest.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["k2", "k3", "k4"]);
+}

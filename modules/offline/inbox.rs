@@ -1,0 +1,251 @@
+//! The inbox operations; the flow is described in the module documentation.
+
+use super::{DELIVERED, policy};
+use crate::module_api::{
+    Archive, ArchiveQuery, BareJid, Element, Flow, Jid, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
+    StanzaKind, Value, datetime, now_micros, ns, random_id,
+};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Messages sent per storage read when catching up.
+const CATCH_UP_PAGE: usize = 100;
+
+type AccountLock = tokio::sync::Mutex<()>;
+
+pub(super) struct Inbox {
+    /// Messages not yet delivered, per account.
+    stored: Archive,
+    /// Keys and times of delivered messages (payload dropped).
+    records: Archive,
+    domain: String,
+    max: usize,
+    dedup_check_after_start: Duration,
+    server: ServerHandle,
+    /// One lock per account with a message or catch-up in progress.
+    locks: Mutex<HashMap<String, Weak<AccountLock>>>,
+}
+
+impl Inbox {
+    pub(super) fn new(
+        stored: Archive,
+        records: Archive,
+        domain: &str,
+        max: usize,
+        dedup_check_after_start: Duration,
+        server: ServerHandle,
+    ) -> Inbox {
+        Inbox {
+            stored,
+            records,
+            domain: domain.to_owned(),
+            max,
+            dedup_check_after_start,
+            server,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn stored(&self) -> &Archive {
+        &self.stored
+    }
+
+    pub(super) fn records(&self) -> &Archive {
+        &self.records
+    }
+
+    /// Step 1 and 2 of the flow: store, then deliver. Messages not worth keeping, and other
+    /// stanza types, are left to the router's default delivery.
+    pub(super) async fn accept(&self, stanza: &mut Stanza, to: &Jid) -> Flow {
+        if stanza.kind != StanzaKind::Message
+            || matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
+            || !policy::worth_storing(stanza.el())
+        {
+            return Flow::Continue;
+        }
+        let account = to.to_bare();
+        let Some(user) = account.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
+        let lock = self.lock_for(&user);
+        let _guard = lock.lock().await;
+        if stored_key(stanza, &account).is_none() {
+            match self.store(stanza, &user, &account, to).await {
+                Ok(true) => {}
+                Ok(false) => return Flow::Handled, // a retransmission, already stored
+                Err(error) => {
+                    if let Some(reply) = error.reply_to(stanza) {
+                        self.server.route(reply).await;
+                    }
+                    return Flow::Handled;
+                }
+            }
+        }
+        self.server.deliver_local(stanza.clone(), to).await;
+        Flow::Handled
+    }
+
+    /// Stamps and queues the message. `Ok(false)` for a retransmission of a stored message.
+    async fn store(&self, stanza: &mut Stanza, user: &str, account: &BareJid, to: &Jid) -> Result<bool, StanzaError> {
+        let sender = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let origin_key = origin_id(stanza).map(|id| key_for_origin(&sender, id));
+        if let Some(key) = &origin_key
+            && self.server.uptime() < self.dedup_check_after_start
+            && self.already_stored(user, key).await?
+        {
+            tracing::debug!(%account, key, "retransmitted message dropped");
+            return Ok(false);
+        }
+        if !self.online(account, to) {
+            let held = self.stored.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
+            if held >= self.max {
+                return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
+            }
+        }
+        let key = origin_key.unwrap_or_else(|| random_id(15));
+        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", account.as_str()).with_attr("id", key.as_str());
+        stanza.el_mut().push_child(stamp);
+        let item = NewItem {
+            key: Some(key),
+            when: now_micros(),
+            with: sender,
+            value: Value::xml(stanza.to_element().to_bytes("")),
+        };
+        self.stored.append_queued(user, item).await;
+        Ok(true)
+    }
+
+    async fn already_stored(&self, user: &str, key: &str) -> Result<bool, StanzaError> {
+        // Only what an earlier run stored matters here (this run's copies are caught in memory
+        // by the origin-id module), and that is all committed.
+        for store in [&self.stored, &self.records] {
+            if store.get(user, key).await.map_err(internal)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether a client of the account takes this message live right now.
+    fn online(&self, account: &BareJid, to: &Jid) -> bool {
+        if let Ok(full) = to.try_as_full()
+            && self.server.session(full).is_some_and(|s| !s.is_catching_up())
+        {
+            return true;
+        }
+        self.server.sessions_of(account).iter().any(|s| s.takes_live_messages() && s.priority() >= 0)
+    }
+
+    /// A message no resource took: stored already (step 2), dropped when not worth keeping,
+    /// stored now when it came another way.
+    pub(super) async fn undeliverable(&self, stanza: &Stanza, to: &BareJid) -> Flow {
+        if stored_key(stanza, to).is_some() || !policy::worth_storing(stanza.el()) {
+            return Flow::Handled;
+        }
+        let Some(user) = to.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
+        let mut stanza = stanza.clone();
+        if let Err(error) = self.store(&mut stanza, &user, to, &Jid::from(to.clone())).await
+            && let Some(reply) = error.reply_to(&stanza)
+        {
+            self.server.route(reply).await;
+        }
+        Flow::Handled
+    }
+
+    /// Step 3: messages a client has leave the inbox; a record of each stays.
+    pub(super) async fn delivered(&self, session: &SessionRef, messages: &[Stanza]) {
+        let account = session.jid.to_bare();
+        let Some(user) = account.node().map(|n| n.as_str()) else { return };
+        let keys: Vec<String> = messages.iter().filter_map(|m| stored_key(m, &account)).collect();
+        if !keys.is_empty() {
+            self.stored.move_queued(user, keys, DELIVERED).await;
+        }
+    }
+
+    /// Step 4: sends the stored messages to a session that just became available.
+    pub(super) async fn catch_up(&self, session: &SessionRef) {
+        let Some(user) = session.jid.node().map(|n| n.as_str().to_owned()) else { return };
+        let lock = self.lock_for(&user);
+        let _guard = lock.lock().await;
+        if session.priority() >= 0 {
+            // What was queued before the lock was taken must be readable.
+            self.stored.commits().flush().await;
+            self.send_stored(session, &user).await;
+        }
+        session.state().catching_up = false;
+    }
+
+    async fn send_stored(&self, session: &SessionRef, user: &str) {
+        let mut position = None;
+        loop {
+            let query =
+                ArchiveQuery { limit: Some(CATCH_UP_PAGE), after_position: position, ..ArchiveQuery::default() };
+            let page = match self.stored.find(user, &query).await {
+                Ok(page) => page,
+                Err(e) => return tracing::error!(error = %e, "offline: reading stored messages failed"),
+            };
+            for item in &page.items {
+                position = Some(item.sort_id);
+                let Ok(mut el) = Element::parse(&item.value.data) else {
+                    tracing::warn!(key = %item.key, "offline: skipping an unreadable stored message");
+                    continue;
+                };
+                el.set_attr("to", session.jid.as_str());
+                el.push_child(
+                    Element::new("delay", ns::DELAY)
+                        .with_attr("from", self.domain.as_str())
+                        .with_attr("stamp", datetime(item.when))
+                        .with_text("Offline Storage"),
+                );
+                if !session.send_element(el) {
+                    return; // gone; the rest stays stored
+                }
+            }
+            if page.complete || page.items.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn lock_for(&self, user: &str) -> Arc<AccountLock> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = locks.get(user).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if locks.len() >= 1024 && locks.len().is_power_of_two() {
+            locks.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(AccountLock::new(()));
+        locks.insert(user.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
+}
+
+/// The inbox key of a message this module stored for `account`: its `<stanza-id/>` by the
+/// account. Clients cannot forge one: the origin-id module strips such elements from what
+/// they send.
+pub(super) fn stored_key(stanza: &Stanza, account: &BareJid) -> Option<String> {
+    stanza
+        .el()
+        .child_elements()
+        .find(|c| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account.as_str()))
+        .and_then(|c| c.attr("id"))
+        .map(str::to_owned)
+}
+
+fn origin_id(stanza: &Stanza) -> Option<&str> {
+    stanza.el().get_child("origin-id", ns::SID).and_then(|o| o.attr("id")).filter(|id| !id.is_empty())
+}
+
+/// The key of a message with an origin id: the same for every retransmission by the same
+/// sender, and not guessable from the origin id alone without the sender.
+pub(super) fn key_for_origin(sender: &str, origin_id: &str) -> String {
+    use base64::Engine;
+    let digest = Sha256::new().chain_update(sender).chain_update([0]).chain_update(origin_id).finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..15])
+}
+
+fn internal(e: impl std::fmt::Display) -> StanzaError {
+    tracing::error!(error = %e, "offline storage failed");
+    StanzaError::internal_server_error()
+}

@@ -1,0 +1,67 @@
+//! Expiry with a set clock, and the keys of retransmissions.
+
+use super::inbox::{Inbox, key_for_origin};
+use super::{DELIVERED, Offline};
+use crate::module_api::{ArchiveQuery, NewItem, ServerHandle, Storage, Value};
+use std::sync::Weak;
+use std::time::Duration;
+
+const DAY: i64 = 86_400 * 1_000_000;
+
+fn item(key: &str, when: i64) -> NewItem {
+    NewItem { key: Some(key.into()), when, with: "romeo@example.net".into(), value: Value::xml(b"<message/>".to_vec()) }
+}
+
+async fn keys(storage: &Storage, store: &str) -> Vec<String> {
+    let page = storage.archive("example.com", store).find("juliet", &ArchiveQuery::default()).await.unwrap();
+    page.items.into_iter().map(|i| i.key).collect()
+}
+
+#[tokio::test]
+async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_periods() {
+    let storage = Storage::open("sqlite::memory:").await.unwrap();
+    let stored = storage.archive("example.com", "offline");
+    let records = storage.archive("example.com", DELIVERED);
+    let now = 1_000 * DAY;
+    for (key, age) in [("year-old", 366), ("month-old", 30)] {
+        stored.append("juliet", &item(key, now - age * DAY)).await.unwrap();
+    }
+    for (key, age) in [("two-days", 2), ("an-hour", 0)] {
+        records.append("juliet", &item(key, now - age * DAY - 3_600_000_000)).await.unwrap();
+    }
+    let offline = Offline {
+        inbox: Inbox::new(stored, records, "example.com", 10, Duration::ZERO, ServerHandle::new(Weak::new())),
+        retention: Duration::from_secs(365 * 86_400),
+        dedup_window: Duration::from_secs(86_400),
+    };
+    offline.expire(now).await;
+    assert_eq!(keys(&storage, "offline").await, vec!["month-old"]);
+    assert_eq!(keys(&storage, DELIVERED).await, vec!["an-hour"]);
+    // A year later nothing is left.
+    offline.expire(now + 365 * DAY).await;
+    assert!(keys(&storage, "offline").await.is_empty());
+    assert!(keys(&storage, DELIVERED).await.is_empty());
+}
+
+#[tokio::test]
+async fn delivered_items_move_to_records_without_their_payload() {
+    let storage = Storage::open("sqlite::memory:").await.unwrap();
+    let stored = storage.archive("example.com", "offline");
+    for key in ["a", "b", "c"] {
+        stored.append_queued("juliet", item(key, 1)).await;
+    }
+    stored.move_queued("juliet", vec!["a".into(), "c".into()], DELIVERED).await;
+    storage.commits().flush().await;
+    assert_eq!(keys(&storage, "offline").await, vec!["b"]);
+    assert_eq!(keys(&storage, DELIVERED).await, vec!["a", "c"]);
+    let record = storage.archive("example.com", DELIVERED).get("juliet", "a").await.unwrap().unwrap();
+    assert!(record.value.data.is_empty());
+}
+
+#[test]
+fn retransmissions_share_a_key_that_depends_on_the_sender() {
+    let key = key_for_origin("romeo@example.net", "abc");
+    assert_eq!(key, key_for_origin("romeo@example.net", "abc"));
+    assert_ne!(key, key_for_origin("mercutio@example.net", "abc"));
+    assert_eq!(key.len(), 20);
+}

@@ -1,0 +1,224 @@
+//! Group commit: archive writes from every connection go through one queue and are committed
+//! many to a transaction, so that "durable before acknowledged" costs latency, not throughput.
+//!
+//! ```text
+//! router / modules ──enqueue(write) → seq──▶ queue ──▶ committer task
+//!                                                         │ takes up to MAX_BATCH writes
+//!                                                         │ one transaction, in queue order
+//!                                                         ▼
+//! connection task ◀──committed(seq) resolves── watermark = last seq of the batch
+//! ```
+//!
+//! Every write gets a sequence number when it is queued; the committer applies writes in that
+//! order and, after each commit, raises the watermark to the last number it committed. A
+//! connection that must not acknowledge a stanza before its writes are durable (XEP-0198 `<a/>`)
+//! remembers [`GroupCommit::enqueued`] after routing the stanza and waits for
+//! [`GroupCommit::committed`] of that number: everything the routing queued is then on disk
+//! (numbers of other connections' writes in between only make the wait conservative).
+//!
+//! Failures: a batch that fails is retried write by write, each in its own transaction, with
+//! backoff. A database that is down or full therefore holds the watermark (no acknowledgement
+//! is given for what is not stored, and the queue's bound pushes back on the routers) until it
+//! recovers. A single write that still fails after [`POISON_ATTEMPTS`] tries while the
+//! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
+
+use super::archive::{Archive, NewItem};
+use super::error::StorageError;
+use sqlx::AnyPool;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Most writes per transaction.
+const MAX_BATCH: usize = 1024;
+/// Most writes waiting; beyond this, enqueueing waits for the committer.
+const QUEUE_BOUND: usize = 64 * 1024;
+/// Tries of a single write before it is dropped as unstorable.
+const POISON_ATTEMPTS: u32 = 5;
+
+/// One queued write.
+#[derive(Debug)]
+pub(crate) enum Write {
+    /// Append `item` to `user`'s `archive`.
+    Append { archive: Archive, user: String, item: NewItem },
+    /// Delete the items with these keys from `user`'s `archive`.
+    Delete { archive: Archive, user: String, keys: Vec<String> },
+    /// Move the items with these keys from `user`'s `archive` to store `to`, payload dropped.
+    Move { archive: Archive, user: String, keys: Vec<String>, to: String },
+}
+
+impl Write {
+    async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StorageError> {
+        match self {
+            Write::Append { archive, user, item } => archive.insert(conn, user, item).await.map(drop),
+            Write::Delete { archive, user, keys } => archive.delete_keys_on(conn, user, keys).await.map(drop),
+            Write::Move { archive, user, keys, to } => archive.move_keys_on(conn, user, keys, to).await,
+        }
+    }
+}
+
+/// The queue and watermark shared by every handle of one [`super::Storage`].
+#[derive(Debug)]
+pub struct GroupCommit {
+    queue: Mutex<Queue>,
+    /// Wakes the committer when the queue was empty.
+    work: Notify,
+    /// Wakes writers waiting for room in the queue.
+    room: Notify,
+    /// The last sequence number committed.
+    committed: watch::Sender<u64>,
+    /// The last sequence number handed out.
+    enqueued: AtomicU64,
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    writes: VecDeque<(u64, Write)>,
+    next_seq: u64,
+}
+
+impl GroupCommit {
+    /// Starts the committer task for `pool`.
+    pub(crate) fn start(pool: AnyPool) -> Arc<GroupCommit> {
+        let commits = Arc::new(GroupCommit {
+            queue: Mutex::new(Queue { writes: VecDeque::new(), next_seq: 1 }),
+            work: Notify::new(),
+            room: Notify::new(),
+            committed: watch::Sender::new(0),
+            enqueued: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(committer(commits.clone(), pool));
+        commits
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a write; returns its sequence number. Waits while the queue is full.
+    pub(crate) async fn enqueue(&self, write: Write) -> u64 {
+        loop {
+            let room = self.room.notified();
+            {
+                let mut queue = self.lock();
+                if queue.writes.len() < QUEUE_BOUND || self.closed.load(Ordering::Acquire) {
+                    let seq = queue.next_seq;
+                    queue.next_seq += 1;
+                    let was_empty = queue.writes.is_empty();
+                    queue.writes.push_back((seq, write));
+                    self.enqueued.store(seq, Ordering::Release);
+                    drop(queue);
+                    if was_empty {
+                        self.work.notify_one();
+                    }
+                    return seq;
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// The last sequence number handed out: waiting for it covers every write queued so far.
+    pub fn enqueued(&self) -> u64 {
+        self.enqueued.load(Ordering::Acquire)
+    }
+
+    /// Resolves once every write numbered up to `seq` is committed.
+    pub async fn committed(&self, seq: u64) {
+        let mut watermark = self.committed.subscribe();
+        // The sender lives as long as `self`, so this never reports a closed channel.
+        let _ = watermark.wait_for(|done| *done >= seq).await;
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub async fn flush(&self) {
+        self.committed(self.enqueued()).await;
+    }
+
+    /// Stops the committer once the queue is drained.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.work.notify_one();
+    }
+
+    fn take_batch(&self) -> Vec<(u64, Write)> {
+        let mut queue = self.lock();
+        let n = queue.writes.len().min(MAX_BATCH);
+        queue.writes.drain(..n).collect()
+    }
+}
+
+async fn committer(commits: Arc<GroupCommit>, pool: AnyPool) {
+    loop {
+        let wake = commits.work.notified();
+        let batch = commits.take_batch();
+        let Some(&(last, _)) = batch.last() else {
+            if commits.closed.load(Ordering::Acquire) {
+                return;
+            }
+            wake.await;
+            continue;
+        };
+        commits.room.notify_waiters();
+        let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
+        if let Err(e) = commit_batch(&pool, &writes).await {
+            tracing::warn!(error = %e, writes = batch.len(), "group commit failed; retrying write by write");
+            commit_one_by_one(&pool, &batch).await;
+        }
+        commits.committed.send_replace(last);
+    }
+}
+
+async fn commit_batch(pool: &AnyPool, writes: &[&Write]) -> Result<(), StorageError> {
+    let mut tx = pool.begin().await?;
+    for write in writes {
+        write.apply(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn commit_one_by_one(pool: &AnyPool, batch: &[(u64, Write)]) {
+    for (seq, write) in batch {
+        let mut attempts = 0;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match commit_batch(pool, &[write]).await {
+                Ok(()) => break,
+                Err(e) if is_unstorable(&e) => {
+                    attempts += 1;
+                    if attempts >= POISON_ATTEMPTS {
+                        tracing::error!(error = %e, seq, "a write the database rejects as invalid was dropped");
+                        break;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, seq, "storage failing; writes are held until it recovers"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Whether the database rejected the write itself (bad data, a violated constraint), as
+/// opposed to failing for reasons that pass (down, full, busy, locked), which are retried
+/// without limit. PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity
+/// constraint); SQLite primary result codes 18 (too big), 19 (constraint), 20 (type mismatch).
+fn is_unstorable(error: &StorageError) -> bool {
+    let StorageError::Database(sqlx::Error::Database(db)) = error else {
+        return matches!(error, StorageError::Codec(_));
+    };
+    if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+        return true; // unique, foreign key, not-null or check violation
+    }
+    let Some(code) = db.code() else { return false };
+    // SQLite result codes have at most four digits; SQLSTATEs always five characters.
+    match code.parse::<u32>() {
+        Ok(sqlite) if code.len() < 5 => matches!(sqlite & 0xff, 18..=20),
+        _ => code.len() == 5 && (code.starts_with("22") || code.starts_with("23")),
+    }
+}
