@@ -134,6 +134,9 @@ impl Hook<MessageToLocal> for Carbons {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Ok(full) = event.to.try_as_full() else { return Flow::Continue };
+            if event.redelivery {
+                return Flow::Continue; // copies went out the first time
+            }
             if eligible(event.stanza.el())
                 && let Some(target) = self.server.session(full)
             {

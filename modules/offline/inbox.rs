@@ -56,63 +56,80 @@ impl Inbox {
         &self.records
     }
 
-    /// Step 1 and 2 of the flow: store, then deliver. Messages not worth keeping, and other
-    /// stanza types, are left to the router's default delivery.
-    pub(super) async fn accept(&self, stanza: &mut Stanza, to: &Jid) -> Flow {
-        if stanza.kind != StanzaKind::Message
-            || matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
-            || !policy::worth_storing(stanza.el())
-        {
+    /// Step 1a: the message gets its id (before archiving and carbons, which show it). A
+    /// retransmission of a message stored before a restart is dropped here.
+    pub(super) async fn stamp(&self, stanza: &mut Stanza, to: &Jid, redelivery: bool) -> Flow {
+        if redelivery || !kept(stanza) {
             return Flow::Continue;
         }
         let account = to.to_bare();
         let Some(user) = account.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
-        let lock = self.lock_for(&user);
-        let _guard = lock.lock().await;
-        if stored_key(stanza, &account).is_none() {
-            match self.store(stanza, &user, &account, to).await {
-                Ok(true) => {}
-                Ok(false) => return Flow::Handled, // a retransmission, already stored
-                Err(error) => {
-                    if let Some(reply) = error.reply_to(stanza) {
-                        self.server.route(reply).await;
-                    }
+        let sender = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let origin_key = origin_id(stanza).map(|id| key_for_origin(&sender, id));
+        if let Some(key) = &origin_key
+            && self.server.uptime() < self.dedup_check_after_start
+        {
+            match self.already_stored(&user, key).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::debug!(%account, key, "retransmitted message dropped");
                     return Flow::Handled;
                 }
+                Err(error) => return self.refuse(stanza, error).await,
             }
+        }
+        let key = origin_key.unwrap_or_else(|| random_id(15));
+        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", account.as_str()).with_attr("id", key.as_str());
+        stanza.el_mut().push_child(stamp);
+        Flow::Continue
+    }
+
+    /// Steps 1b and 2: store (unless it is a redelivery, already stored), then deliver.
+    pub(super) async fn accept(&self, stanza: &Stanza, to: &Jid, redelivery: bool) -> Flow {
+        if !kept(stanza) {
+            return Flow::Continue;
+        }
+        let account = to.to_bare();
+        let (Some(user), Some(key)) = (account.node().map(|n| n.as_str().to_owned()), stored_key(stanza, &account))
+        else {
+            return Flow::Continue;
+        };
+        let lock = self.lock_for(&user);
+        let _guard = lock.lock().await;
+        if !redelivery && let Err(error) = self.store(stanza, &user, key, &account, to).await {
+            return self.refuse(stanza, error).await;
         }
         self.server.deliver_local(stanza.clone(), to).await;
         Flow::Handled
     }
 
-    /// Stamps and queues the message. `Ok(false)` for a retransmission of a stored message.
-    async fn store(&self, stanza: &mut Stanza, user: &str, account: &BareJid, to: &Jid) -> Result<bool, StanzaError> {
-        let sender = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
-        let origin_key = origin_id(stanza).map(|id| key_for_origin(&sender, id));
-        if let Some(key) = &origin_key
-            && self.server.uptime() < self.dedup_check_after_start
-            && self.already_stored(user, key).await?
-        {
-            tracing::debug!(%account, key, "retransmitted message dropped");
-            return Ok(false);
+    async fn refuse(&self, stanza: &Stanza, error: StanzaError) -> Flow {
+        if let Some(reply) = error.reply_to(stanza) {
+            self.server.route(reply).await;
         }
+        Flow::Handled
+    }
+
+    /// Queues the stamped message into the inbox, unless the account is offline and full.
+    async fn store(
+        &self,
+        stanza: &Stanza,
+        user: &str,
+        key: String,
+        account: &BareJid,
+        to: &Jid,
+    ) -> Result<(), StanzaError> {
         if !self.online(account, to) {
             let held = self.stored.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
             if held >= self.max {
                 return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
             }
         }
-        let key = origin_key.unwrap_or_else(|| random_id(15));
-        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", account.as_str()).with_attr("id", key.as_str());
-        stanza.el_mut().push_child(stamp);
-        let item = NewItem {
-            key: Some(key),
-            when: now_micros(),
-            with: sender,
-            value: Value::xml(stanza.to_element().to_bytes("")),
-        };
+        let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let item =
+            NewItem { key: Some(key), when: now_micros(), with, value: Value::xml(stanza.to_element().to_bytes("")) };
         self.stored.append_queued(user, item).await;
-        Ok(true)
+        Ok(())
     }
 
     async fn already_stored(&self, user: &str, key: &str) -> Result<bool, StanzaError> {
@@ -136,18 +153,20 @@ impl Inbox {
         self.server.sessions_of(account).iter().any(|s| s.takes_live_messages() && s.priority() >= 0)
     }
 
-    /// A message no resource took: stored already (step 2), dropped when not worth keeping,
-    /// stored now when it came another way.
+    /// A message no resource took: stored already (step 1b), or not worth keeping, or (when a
+    /// module delivered it directly) stored now.
     pub(super) async fn undeliverable(&self, stanza: &Stanza, to: &BareJid) -> Flow {
-        if stored_key(stanza, to).is_some() || !policy::worth_storing(stanza.el()) {
+        let Some(user) = to.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
+        if stored_key(stanza, to).is_some() || !kept(stanza) {
             return Flow::Handled;
         }
-        let Some(user) = to.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
+        // A message that came around the inbox (delivered directly by a module): kept now.
         let mut stanza = stanza.clone();
-        if let Err(error) = self.store(&mut stanza, &user, to, &Jid::from(to.clone())).await
-            && let Some(reply) = error.reply_to(&stanza)
-        {
-            self.server.route(reply).await;
+        let key = random_id(15);
+        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", to.as_str()).with_attr("id", key.as_str());
+        stanza.el_mut().push_child(stamp);
+        if let Err(error) = self.store(&stanza, &user, key, to, &Jid::from(to.clone())).await {
+            return self.refuse(&stanza, error).await;
         }
         Flow::Handled
     }
@@ -231,6 +250,13 @@ pub(super) fn stored_key(stanza: &Stanza, account: &BareJid) -> Option<String> {
         .find(|c| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account.as_str()))
         .and_then(|c| c.attr("id"))
         .map(str::to_owned)
+}
+
+/// Whether the inbox keeps this message (chat and normal messages worth storing).
+fn kept(stanza: &Stanza) -> bool {
+    stanza.kind == StanzaKind::Message
+        && !matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
+        && policy::worth_storing(stanza.el())
 }
 
 fn origin_id(stanza: &Stanza) -> Option<&str> {

@@ -2,11 +2,14 @@
 //! sender and kept until one of the account's clients has it; for accounts with no client
 //! online this is offline storage (XEP-0160).
 //!
-//! Flow of a message to a local account (on [`MessageToLocal`], after blocking and carbons):
-//! 1. Messages worth keeping (not chat states alone, not `<no-store/>`; receipts and chat
-//!    markers are kept, XEP-0085 §5.6, XEP-0334) get a `<stanza-id/>` (XEP-0359) naming the
-//!    account, and are queued on the group commit into the account's `offline` archive. The
-//!    sender's stream-management `<a/>` waits for that commit (durable before acknowledged).
+//! Flow of a message to a local account (on [`MessageToLocal`]):
+//! 1. a. (priority `STAMP`, after blocking, before archiving and carbons) Messages worth
+//!    keeping (not chat states alone, not `<no-store/>`; receipts and chat markers are kept,
+//!    XEP-0085 §5.6, XEP-0334) get a `<stanza-id/>` (XEP-0359) naming the account.
+//!    b. (priority `DELIVERY`) They are queued on the group commit into the account's
+//!    `offline` archive. The sender's stream-management `<a/>` waits for that commit (durable
+//!    before acknowledged). A redelivery (from a session that ended without showing it
+//!    delivered) is in the archive already and is not added again.
 //!    When no client of the account is online and the account is over its quota, the sender
 //!    gets `service-unavailable` instead (XEP-0160 §3).
 //! 2. The message is then delivered by the RFC 6121 §8.5 rules. Nothing further happens when
@@ -105,6 +108,7 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     );
     let offline =
         Arc::new(Offline { inbox, retention: options.retention.get(), dedup_window: options.dedup_window.get() });
+    r.hook::<MessageToLocal>(priority::STAMP, Arc::new(Stamp(offline.clone())));
     r.hook::<MessageToLocal>(priority::DELIVERY, offline.clone());
     r.hook::<MessageUndeliverable>(priority::DELIVERY, offline.clone());
     r.hook::<MessagesDelivered>(priority::DELIVERY, offline.clone());
@@ -118,7 +122,16 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
 
 impl Hook<MessageToLocal> for Offline {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
-        Box::pin(self.inbox.accept(&mut event.stanza, &event.to))
+        Box::pin(self.inbox.accept(&event.stanza, &event.to, event.redelivery))
+    }
+}
+
+/// The id-stamping step, which runs before archiving and carbons.
+struct Stamp(Arc<Offline>);
+
+impl Hook<MessageToLocal> for Stamp {
+    fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
+        Box::pin(self.0.inbox.stamp(&mut event.stanza, &event.to, event.redelivery))
     }
 }
 

@@ -132,7 +132,7 @@ async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, un
             && !matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
             && stanza.from().is_some_and(|f| !(f.is_bare() && f.to_bare() == account));
         if reroutable {
-            crate::router::route(server, stanza, None).await;
+            crate::router::redeliver(server, stanza).await;
         }
     }
 }

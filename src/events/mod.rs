@@ -34,6 +34,8 @@ pub mod priority {
     pub const SECURITY: i32 = 1000;
     /// Policy decisions (privacy, rate limits, hints).
     pub const POLICY: i32 = 800;
+    /// Ids and marks that archiving, copying and storing then show (stanza-id).
+    pub const STAMP: i32 = 700;
     /// Archiving and copying (MAM, carbons), which must run before delivery consumes the event.
     pub const ARCHIVE: i32 = 600;
     /// Ordinary handling by the module that owns the event.

@@ -39,6 +39,9 @@ pub struct MessageToLocal {
     pub stanza: Stanza,
     /// The local addressee.
     pub to: Jid,
+    /// The message was routed before and comes back from a session that ended without
+    /// showing it delivered (XEP-0198 §5): stores that already hold it must not add it again.
+    pub redelivery: bool,
 }
 
 /// An IQ request (get or set) from someone else to a local account or resource, before it is

@@ -69,7 +69,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza, origin: Option<&'a SessionR
         };
         match stanza.kind {
             StanzaKind::Iq => route_iq(server, host, stanza, to, origin).await,
-            StanzaKind::Message => route_message(server, host, stanza, to).await,
+            StanzaKind::Message => route_message(server, host, stanza, to, false).await,
             StanzaKind::Presence => route_presence(server, host, stanza, to).await,
         }
     })
@@ -82,7 +82,17 @@ pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) {
     }
 }
 
-async fn route_message(server: &Server, host: &HostModules, stanza: Stanza, to: Jid) {
+/// Routes again a message that a local session took but cannot be shown to have delivered
+/// (see [`events::MessageToLocal::redelivery`]).
+pub async fn redeliver(server: &Server, stanza: Stanza) {
+    let Some(to) = stanza.to() else { return };
+    match server.host(to.domain().as_str()) {
+        Some(host) => route_message(server, host, stanza, to, true).await,
+        None => route(server, stanza, None).await,
+    }
+}
+
+async fn route_message(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, redelivery: bool) {
     if to.node().is_none() {
         // Messages to the domain itself: nothing serves them yet (RFC 6121 §8.5.1 style).
         if !matches!(stanza.type_attr(), Some("error" | "headline" | "groupchat")) {
@@ -90,7 +100,7 @@ async fn route_message(server: &Server, host: &HostModules, stanza: Stanza, to: 
         }
         return;
     }
-    let mut event = MessageToLocal { stanza, to };
+    let mut event = MessageToLocal { stanza, to, redelivery };
     if host.bus.fire(&mut event).await == Flow::Handled {
         return;
     }
