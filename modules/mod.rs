@@ -7,6 +7,7 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod last;
+pub mod mam;
 pub mod offline;
 pub mod origin_id;
 pub mod ping;
@@ -27,6 +28,7 @@ pub static ALL: &[&ModuleDescriptor] = &[
     &csi::MODULE,
     &disco::MODULE,
     &last::MODULE,
+    &mam::MODULE,
     &offline::MODULE,
     &origin_id::MODULE,
     &ping::MODULE,

@@ -2,10 +2,10 @@
 
 use super::{DELIVERED, policy};
 use crate::module_api::{
-    Archive, ArchiveQuery, BareJid, Element, Flow, Jid, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
+    Archive, ArchiveQuery, BareJid, Element, Flow, Jid, KeyVal, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
     StanzaKind, Value, datetime, now_micros, ns, random_id,
 };
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -26,7 +26,14 @@ pub(super) struct Inbox {
     server: ServerHandle,
     /// One lock per account with a message or catch-up in progress.
     locks: Mutex<HashMap<String, Weak<AccountLock>>>,
+    /// Where the domain's key secret is kept, and the secret once loaded.
+    secrets: KeyVal,
+    secret: tokio::sync::OnceCell<Vec<u8>>,
 }
+
+/// The keyval entry holding the secret (not an account name: it has no `@` and cannot be
+/// registered, since account names are nodeprep'd and this one starts with a space).
+const SECRET_USER: &str = " inbox-key";
 
 impl Inbox {
     pub(super) fn new(
@@ -35,6 +42,7 @@ impl Inbox {
         domain: &str,
         max: usize,
         dedup_check_after_start: Duration,
+        secrets: KeyVal,
         server: ServerHandle,
     ) -> Inbox {
         Inbox {
@@ -45,7 +53,27 @@ impl Inbox {
             dedup_check_after_start,
             server,
             locks: Mutex::new(HashMap::new()),
+            secrets,
+            secret: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The domain's secret for message keys, created on first use and kept in storage so that
+    /// keys stay the same across restarts.
+    async fn secret(&self) -> Result<&[u8], StanzaError> {
+        let secret = self
+            .secret
+            .get_or_try_init(|| async {
+                if let Some(value) = self.secrets.get(SECRET_USER).await? {
+                    return Ok(value.data);
+                }
+                let value = Value::bytes(random_id(32).into_bytes());
+                self.secrets.set(SECRET_USER, Some(&value)).await?;
+                Ok::<_, crate::module_api::StorageError>(value.data)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(secret)
     }
 
     pub(super) fn stored(&self) -> &Archive {
@@ -65,7 +93,13 @@ impl Inbox {
         let account = to.to_bare();
         let Some(user) = account.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
         let sender = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
-        let origin_key = origin_id(stanza).map(|id| key_for_origin(&sender, id));
+        let origin_key = match origin_id(stanza) {
+            Some(id) => match self.secret().await {
+                Ok(secret) => Some(key_for_origin(secret, &sender, id)),
+                Err(error) => return self.refuse(stanza, error).await,
+            },
+            None => None,
+        };
         if let Some(key) = &origin_key
             && self.server.uptime() < self.dedup_check_after_start
         {
@@ -264,11 +298,18 @@ fn origin_id(stanza: &Stanza) -> Option<&str> {
 }
 
 /// The key of a message with an origin id: the same for every retransmission by the same
-/// sender, and not guessable from the origin id alone without the sender.
-pub(super) fn key_for_origin(sender: &str, origin_id: &str) -> String {
+/// sender, and unpredictable without the domain's secret (XEP-0313 §3.1 wants archive ids
+/// nobody can guess; the archive reuses this key).
+pub(super) fn key_for_origin(secret: &[u8], sender: &str, origin_id: &str) -> String {
     use base64::Engine;
-    let digest = Sha256::new().chain_update(sender).chain_update([0]).chain_update(origin_id).finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..15])
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
+        return random_id(15); // HMAC takes keys of any length; this cannot happen
+    };
+    mac.update(sender.as_bytes());
+    mac.update(&[0]);
+    mac.update(origin_id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..15])
 }
 
 fn internal(e: impl std::fmt::Display) -> StanzaError {

@@ -104,6 +104,7 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
         r.domain(),
         options.max_messages_per_user,
         options.dedup_check_after_start.get(),
+        r.keyval("inbox_secret"),
         server,
     );
     let offline =

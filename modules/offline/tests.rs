@@ -30,7 +30,15 @@ async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_perio
         records.append("juliet", &item(key, now - age * DAY - 3_600_000_000)).await.unwrap();
     }
     let offline = Offline {
-        inbox: Inbox::new(stored, records, "example.com", 10, Duration::ZERO, ServerHandle::new(Weak::new())),
+        inbox: Inbox::new(
+            stored,
+            records,
+            "example.com",
+            10,
+            Duration::ZERO,
+            storage.keyval("example.com", "inbox_secret"),
+            ServerHandle::new(Weak::new()),
+        ),
         retention: Duration::from_secs(365 * 86_400),
         dedup_window: Duration::from_secs(86_400),
     };
@@ -59,9 +67,10 @@ async fn delivered_items_move_to_records_without_their_payload() {
 }
 
 #[test]
-fn retransmissions_share_a_key_that_depends_on_the_sender() {
-    let key = key_for_origin("romeo@example.net", "abc");
-    assert_eq!(key, key_for_origin("romeo@example.net", "abc"));
-    assert_ne!(key, key_for_origin("mercutio@example.net", "abc"));
+fn retransmissions_share_a_key_that_depends_on_the_sender_and_the_secret() {
+    let key = key_for_origin(b"secret", "romeo@example.net", "abc");
+    assert_eq!(key, key_for_origin(b"secret", "romeo@example.net", "abc"));
+    assert_ne!(key, key_for_origin(b"secret", "mercutio@example.net", "abc"));
+    assert_ne!(key, key_for_origin(b"another secret", "romeo@example.net", "abc"));
     assert_eq!(key.len(), 20);
 }

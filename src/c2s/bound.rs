@@ -64,9 +64,11 @@ pub fn run<S: Transport>(
             return;
         }
         let unwritten = server.sessions.unbind(&session);
+        // Contacts are told before the client sees its stream closed, so that whatever the
+        // client does next (such as logging in again) comes after its unavailable presence.
+        Box::pin(end_session(server, &session, unwritten)).await;
         Box::pin(close_connection(&mut conn, exit)).await;
         drop(guard);
-        Box::pin(end_session(server, &session, unwritten)).await;
     }
 }
 

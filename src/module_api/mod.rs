@@ -9,9 +9,12 @@
 //! registered is recorded under its name, so dropping a module drops all of it.
 #![warn(missing_docs)]
 
+mod datetime;
 pub mod ns;
 mod registrar;
 mod server_handle;
+
+pub use datetime::{datetime, parse_datetime};
 
 pub use crate::config::{ByteSize, ConfigDuration, ModuleSectionCheck};
 pub use crate::events::{BoxFuture, Event, EventBus, Flow, Hook, priority};
@@ -25,7 +28,7 @@ pub use crate::session::{PresenceState, SessionRef};
 #[cfg(test)]
 pub use crate::storage::Storage;
 pub use crate::storage::accounts::AccountError;
-pub use crate::storage::{Archive, ArchiveQuery, KeyVal, Map, NewItem, StorageError, Value, ValueKind};
+pub use crate::storage::{Archive, ArchiveQuery, ArchivedItem, KeyVal, Map, NewItem, StorageError, Value, ValueKind};
 pub use crate::xml::{Element, Node};
 pub use jid::{BareJid, FullJid, Jid};
 pub use registrar::{
@@ -101,39 +104,4 @@ pub fn random_id(len: usize) -> String {
         tracing::error!("the operating system's random generator failed");
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Formats microseconds since the Unix epoch as an XEP-0082 DateTime in UTC
-/// (`2026-11-23T10:00:00.123Z`).
-pub fn datetime(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let millis = micros.rem_euclid(1_000_000) / 1000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's published algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn datetime_formats_known_instants() {
-        assert_eq!(super::datetime(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::datetime(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(super::datetime(1_795_435_200_123_456), "2026-11-23T12:00:00.123Z");
-    }
 }
