@@ -1,7 +1,8 @@
 //! Interop with a client library we did not write: slixmpp (PyPI) logs two accounts in over
 //! STARTTLS with SCRAM, subscribes both ways, checks presence and exchanges 200 messages each
-//! way (conformance/interop/slixmpp_chat.py). Skipped when slixmpp is not installed, unless
-//! STARLING_REQUIRE_SERVICES=1.
+//! way (conformance/interop/slixmpp_chat.py); and it receives offline messages, carbons on two
+//! resources and archive pages (conformance/interop/slixmpp_delivery.py). Skipped when slixmpp
+//! is not installed, unless STARLING_REQUIRE_SERVICES=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -37,4 +38,28 @@ async fn slixmpp_clients_subscribe_and_exchange_200_messages_each_way() {
     assert!(output.status.success(), "slixmpp run failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("PASS: 200 messages each way"), "{stdout}");
     assert!(stdout.contains("SCRAM-SHA"), "expected a SCRAM login: {stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_gets_offline_messages_carbons_and_pages_through_the_archive() {
+    if !slixmpp_available() {
+        eprintln!("skipped: slixmpp is not installed");
+        return;
+    }
+    let server = support::start("", "").await;
+    server.add_user("alice@localhost", "wonderland").await;
+    server.add_user("bob@localhost", "builder").await;
+    let port = server.starttls_port().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance/interop/slixmpp_delivery.py");
+    let output = tokio::process::Command::new("python3")
+        .args([script, "127.0.0.1", &port, "alice@localhost", "wonderland", "bob@localhost", "builder"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "slixmpp run failed:\n{stdout}\n{stderr}");
+    for part in ["20 offline messages", "carbons", "archive query paged"] {
+        assert!(stdout.contains(&format!("PASS: {part}")), "{part} missing:\n{stdout}");
+    }
 }
