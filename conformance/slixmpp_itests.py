@@ -30,6 +30,10 @@ direct_tls_listen = ["127.0.0.1:5223"]
 listen = []
 [log]
 level = "warn"
+# slixmpp's archive tests expect the server to archive every conversation, as an operator who
+# runs an archive for all users configures it (Starling's own default is "never").
+[modules.mam]
+default = "always"
 """
 
 

@@ -171,6 +171,9 @@ impl Mam {
     async fn query(&self, iq: &IqRequest, session: &SessionRef) -> IqResult {
         let user = iq.to.node().map(|n| n.as_str().to_owned()).unwrap_or_default();
         let query = query::parse(&iq.payload)?;
+        // Archive writes already queued (the client's own last messages among them) are part
+        // of what the client expects to find.
+        self.archive.commits().flush().await;
         let page = self.archive.find(&user, &query.archive).await.map_err(internal)?;
         let count_query =
             ArchiveQuery { after: None, before: None, limit: None, reverse: false, ..query.archive.clone() };

@@ -162,11 +162,13 @@ async fn session_loop<S: Transport>(
             Ok(None) => {}
             Err(exit) => return exit,
         }
+        let owed = session.sm().owed_seq();
         let woke = tokio::select! {
             read = conn.fill() => Wake::Read(read),
             out = session.next_outbound() => Wake::Outbound(out),
             () = tokio::time::sleep_until(deadline) => Wake::Idle,
             () = session.takeover.notified() => Wake::TakeOver,
+            () = server.storage.commits().committed(owed.unwrap_or_default()), if owed.is_some() => Wake::Committed,
         };
         let step = match woke {
             Wake::Read(read) => {
@@ -175,6 +177,13 @@ async fn session_loop<S: Transport>(
                 read
             }
             Wake::Outbound(out) => Box::pin(write_outbound(server, conn, out, session)).await,
+            Wake::Committed => {
+                let answer = session.sm().take_owed_answer(server.storage.commits().committed_seq());
+                match answer {
+                    Some(answer) => conn.send(&answer).await,
+                    None => Ok(()),
+                }
+            }
             // A stale wake-up from an earlier resumption is ignored; a new one means let go.
             Wake::TakeOver if session.generation.load(Ordering::Acquire) == generation => Ok(()),
             Wake::TakeOver => Err(Exit::TakenOver),
@@ -198,6 +207,8 @@ enum Wake {
     Outbound(Outbound),
     Idle,
     TakeOver,
+    /// Storage committed what an owed `<a/>` waits for.
+    Committed,
 }
 
 async fn handle_event<S: Transport>(
@@ -244,10 +255,15 @@ async fn stream_management<S: Transport>(
     el: &Element,
 ) -> Result<(), Exit> {
     let wants_resume = matches!(el.attr("resume"), Some("true" | "1"));
-    if el.name == "r" {
-        // Durable before acknowledged: the count covers only what storage has committed.
-        let seq = session.sm().routed_seq();
-        server.storage.commits().committed(seq).await;
+    if el.name == "r" && session.sm().is_enabled() {
+        // Durable before acknowledged: the count covers only what storage has committed. When
+        // writes are still on their way, the answer is owed and the session loop sends it on
+        // commit, reading on meanwhile so that the client's next messages join the same batch.
+        let mut sm = session.sm();
+        if sm.routed_seq() > server.storage.commits().committed_seq() {
+            sm.owe_ack();
+            return Ok(());
+        }
     }
     let reply = if el.name == "enable" && wants_resume && !session.sm().is_enabled() {
         let id = random_id(12);

@@ -37,6 +37,8 @@ pub struct StreamManagement {
     /// The group-commit sequence number covering the writes of every stanza routed so far;
     /// `<a/>` and `<resumed/>` wait for it to be committed (durable before acknowledged).
     routed_seq: u64,
+    /// An answer to `<r/>` waiting for that commit: (sequence number, handled count then).
+    owed: Option<(u64, u32)>,
 }
 
 impl StreamManagement {
@@ -142,6 +144,29 @@ impl StreamManagement {
     /// The sequence number that must be committed before the handled count is acknowledged.
     pub fn routed_seq(&self) -> u64 {
         self.routed_seq
+    }
+
+    /// `<r/>` while writes are still being committed: the answer is owed until sequence number
+    /// `seq` is committed, with the count as it is now. A later request replaces an earlier
+    /// one (its answer acknowledges at least as much).
+    pub fn owe_ack(&mut self) {
+        self.owed = Some((self.routed_seq, self.handled));
+    }
+
+    /// The sequence number an owed answer waits for.
+    pub fn owed_seq(&self) -> Option<u64> {
+        self.owed.map(|(seq, _)| seq)
+    }
+
+    /// The owed `<a/>`, once `committed` covers it.
+    pub fn take_owed_answer(&mut self, committed: u64) -> Option<Vec<u8>> {
+        match self.owed {
+            Some((seq, h)) if seq <= committed => {
+                self.owed = None;
+                Some(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
+            }
+            _ => None,
+        }
     }
 
     /// An ack request to append after a batch of stanzas, when one is due.

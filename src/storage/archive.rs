@@ -154,6 +154,34 @@ impl Archive {
         Ok(ids)
     }
 
+    /// Inserts one item on `conn` unless its key is taken (see [`append_queued`](Self::append_queued)).
+    pub(crate) async fn insert_if_new(
+        &self,
+        conn: &mut AnyConnection,
+        user: &str,
+        item: &NewItem,
+    ) -> Result<(), StorageError> {
+        let key = match &item.key {
+            Some(key) => key.clone(),
+            None => random_key()?,
+        };
+        sqlx::query(
+            "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (host, username, store, key) DO NOTHING",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(key.as_str())
+        .bind(item.when)
+        .bind(item.with.as_str())
+        .bind(item.value.kind.as_str())
+        .bind(item.value.data.as_slice())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     /// Inserts one item on `conn`, removing an earlier item with the same key first.
     pub(crate) async fn insert(
         &self,
@@ -286,7 +314,10 @@ impl Archive {
     }
 
     /// Queues the append of `item` to `user`'s archive on the group commit; returns the write's
-    /// sequence number, durable once [`GroupCommit::committed`] of it resolves.
+    /// sequence number, durable once [`GroupCommit::committed`] of it resolves. Unlike
+    /// [`append`](Self::append), an item whose key the archive already holds is left as it is
+    /// and the new one dropped: a queued append is idempotent, so that a message stored twice
+    /// under the same key (a retransmission) keeps its first place.
     pub async fn append_queued(&self, user: &str, item: NewItem) -> u64 {
         let write = Write::Append { archive: self.clone(), user: user.to_owned(), item };
         self.commits.enqueue(write).await

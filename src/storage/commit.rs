@@ -52,7 +52,7 @@ pub(crate) enum Write {
 impl Write {
     async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StorageError> {
         match self {
-            Write::Append { archive, user, item } => archive.insert(conn, user, item).await.map(drop),
+            Write::Append { archive, user, item } => archive.insert_if_new(conn, user, item).await,
             Write::Delete { archive, user, keys } => archive.delete_keys_on(conn, user, keys).await.map(drop),
             Write::Move { archive, user, keys, to } => archive.move_keys_on(conn, user, keys, to).await,
         }
@@ -125,6 +125,11 @@ impl GroupCommit {
     /// The last sequence number handed out: waiting for it covers every write queued so far.
     pub fn enqueued(&self) -> u64 {
         self.enqueued.load(Ordering::Acquire)
+    }
+
+    /// The last sequence number committed.
+    pub fn committed_seq(&self) -> u64 {
+        *self.committed.borrow()
     }
 
     /// Resolves once every write numbered up to `seq` is committed.

@@ -190,6 +190,12 @@ pub async fn archive_queued_writes_commit_in_order(s: Storage) {
     let keys: Vec<_> = page.items.iter().map(|i| i.key.as_str()).collect();
     let expected: Vec<String> = (0..300).map(|i| format!("q{i:03}")).collect();
     assert_eq!(keys, expected, "all committed, in queue order");
+    // The same key again: the first item stays where it was, unchanged.
+    archive.append_queued("juliet", item(Some("q001"), 999, ROMEO, Value::text("again"))).await;
+    s.commits().flush().await;
+    let kept = archive.get("juliet", "q001").await.unwrap().unwrap();
+    assert_eq!((kept.when, kept.value), (1, Value::text("m")));
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 300);
     archive.delete_queued("juliet", vec!["q000".into(), "q299".into()]).await;
     s.commits().flush().await;
     assert_eq!(archive.count("juliet", &q()).await.unwrap(), 298);

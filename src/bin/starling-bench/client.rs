@@ -31,14 +31,9 @@ pub struct Wire<S> {
     framer: Framer,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+impl<S: AsyncRead + Unpin> Wire<S> {
     fn new(io: S) -> Wire<S> {
         Wire { io, framer: Framer::new(Limits { max_stanza_bytes: 1 << 20, max_depth: 64, max_attrs: 128 }) }
-    }
-
-    pub async fn send(&mut self, text: &str) -> Result<(), String> {
-        self.io.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
-        self.io.flush().await.map_err(|e| e.to_string())
     }
 
     /// The next frame event.
@@ -66,6 +61,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 FrameEvent::StreamClose => return Err("stream closed by server".into()),
             }
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    pub async fn send(&mut self, text: &str) -> Result<(), String> {
+        self.io.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+        self.io.flush().await.map_err(|e| e.to_string())
+    }
+
+    /// Splits into a reading wire (keeping whatever was already received) and a writer.
+    pub fn split(self) -> (Wire<tokio::io::ReadHalf<S>>, tokio::io::WriteHalf<S>) {
+        let (read, write) = tokio::io::split(self.io);
+        (Wire { io: read, framer: self.framer }, write)
     }
 
     async fn open(&mut self, domain: &str) -> Result<Element, String> {

@@ -1,10 +1,14 @@
 //! `starling-bench`: a load generator that speaks plain standard XMPP, so that it drives any
 //! server (Starling, Prosody, ejabberd) the same way. Each scenario prints one JSON line.
 //!
+//! `chat`: see [`chat`]: P pairs exchange messages; delivered messages per second, delivery
+//! and acknowledgement latency, lost and duplicated counts.
+//!
 //! `login`: opens N sessions (TLS, SASL, bind, presence) with bounded concurrency, reports
 //! logins per second, keeps them idle, and reads the server's resident memory before and
 //! after (`--server-pid`) to give the memory cost of one idle session.
 
+mod chat;
 mod client;
 mod scram;
 
@@ -70,6 +74,32 @@ enum Scenario {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// P sender/receiver pairs: delivered messages per second and latencies.
+    Chat {
+        #[command(flatten)]
+        common: Common,
+        /// Sender/receiver pairs (accounts <prefix>0 … <prefix>{2P-1}).
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages per sender.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Messages in flight per sender (unacknowledged with stream management, else undelivered).
+        #[arg(long, default_value_t = 50)]
+        window: usize,
+        /// Enable stream management and request an acknowledgement every N messages (0: off).
+        #[arg(long, default_value_t = 0)]
+        ack_every: usize,
+        /// Messages per second per sender (0: as fast as the window allows).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        deadline: u64,
+    },
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -79,7 +109,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// CPU seconds this process used (user + system), from /proc (clock ticks of 1/100 s).
-fn own_cpu_seconds() -> f64 {
+pub(crate) fn own_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -176,11 +206,36 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     Ok(())
 }
 
+async fn chat_scenario(common: Common, plan: chat::ChatPlan) -> Result<(), String> {
+    if plan.ack_every > plan.window {
+        return Err("--window must be at least --ack-every (acks are requested every N messages)".into());
+    }
+    let target = target(&common)?;
+    if common.register {
+        register_all(&target, &common, 2 * plan.pairs).await?;
+    }
+    let fields = chat::run(&target, &common.prefix, &common.password, plan).await?;
+    println!("{{\"scenario\":\"chat\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
         Scenario::Login { common, sessions, idle, server_pid } => {
             login_scenario(common, sessions, idle, server_pid).await
+        }
+        Scenario::Chat { common, pairs, messages, window, ack_every, rate, body_bytes, deadline } => {
+            let plan = chat::ChatPlan {
+                pairs,
+                messages,
+                window,
+                ack_every,
+                rate,
+                body_bytes,
+                deadline: Duration::from_secs(deadline),
+            };
+            chat_scenario(common, plan).await
         }
     };
     if let Err(e) = outcome {
