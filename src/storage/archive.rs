@@ -154,31 +154,29 @@ impl Archive {
         Ok(ids)
     }
 
-    /// Inserts one item on `conn` unless its key is taken (see [`append_queued`](Self::append_queued)).
-    pub(crate) async fn insert_if_new(
-        &self,
+    /// Inserts items into their archives on `conn` with one statement, skipping those whose key
+    /// is taken (see [`append_queued`](Self::append_queued)). Rows go in in the order given.
+    pub(crate) async fn insert_rows(
         conn: &mut AnyConnection,
-        user: &str,
-        item: &NewItem,
+        rows: &[(&Archive, &str, &NewItem)],
     ) -> Result<(), StorageError> {
-        let key = match &item.key {
-            Some(key) => key.clone(),
-            None => random_key()?,
-        };
-        sqlx::query(
-            "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (host, username, store, key) DO NOTHING",
-        )
-        .bind(self.host.as_str())
-        .bind(user)
-        .bind(self.store.as_str())
-        .bind(key.as_str())
-        .bind(item.when)
-        .bind(item.with.as_str())
-        .bind(item.value.kind.as_str())
-        .bind(item.value.data.as_slice())
-        .execute(&mut *conn)
-        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut sql =
+            Sql::new("INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) VALUES ");
+        for (i, (archive, user, item)) in rows.iter().enumerate() {
+            let key = match &item.key {
+                Some(key) => key.clone(),
+                None => random_key()?,
+            };
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.text(archive.host.as_str()).push(", ").text(*user).push(", ").text(archive.store.as_str());
+            sql.push(", ").text(key).push(", ").int(item.when).push(", ").text(item.with.as_str());
+            sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(item.value.data.clone()).push(")");
+        }
+        sql.push(" ON CONFLICT (host, username, store, key) DO NOTHING");
+        sql.build().execute(&mut *conn).await?;
         Ok(())
     }
 

@@ -142,14 +142,24 @@ async fn send(
                 out.push_str("<r xmlns='urn:xmpp:sm:3'/>");
             }
         }
-        if writer.write_all(out.as_bytes()).await.is_err() {
+        // TLS buffers what it is given; without a flush the tail could wait there while the
+        // sender waits for the window, which only the delivery of that tail would open.
+        if writer.write_all(out.as_bytes()).await.is_err() || writer.flush().await.is_err() {
             return;
         }
     }
     let _ = writer.flush().await;
-    if let Some(acks) = acks {
-        let _ = acks.await;
+    match acks {
+        Some(acks) => {
+            let _ = acks.await;
+        }
+        // Closing now could lose the tail: a socket closed with unread input is reset, and the
+        // server drops what it had not read yet. Stay until everything was delivered.
+        None => {
+            let _ = window.acquire_many(plan.window as u32).await;
+        }
     }
+    drop(writer);
 }
 
 async fn read_acks(
@@ -196,10 +206,10 @@ async fn receive(
     while delivered < plan.messages {
         let Ok(el) = session.element().await else { break };
         match el.name.as_str() {
-            "r" if plan.ack_every > 0 => {
-                if session.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await.is_err() {
-                    break;
-                }
+            "r" if plan.ack_every > 0
+                && session.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await.is_err() =>
+            {
+                break;
             }
             "iq" if el.attr("type") == Some("get") => {
                 handled = handled.wrapping_add(1);
