@@ -35,6 +35,8 @@ pub struct Client {
     /// The bound full JID.
     pub jid: String,
     closed: bool,
+    /// Bytes of XML received so far (after TLS).
+    pub received_bytes: usize,
 }
 
 /// Something other than an element arrived.
@@ -78,7 +80,8 @@ impl Client {
             .with_no_client_auth();
         let name = ServerName::try_from(domain.to_owned())?;
         let io = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.context("TLS handshake")?;
-        let mut client = Client { io, framer: Framer::new(Limits::default()), jid: String::new(), closed: false };
+        let mut client =
+            Client { io, framer: Framer::new(Limits::default()), jid: String::new(), closed: false, received_bytes: 0 };
 
         let features = client.open_stream(domain).await?;
         let offers_plain = features
@@ -195,7 +198,10 @@ impl Client {
             match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
                 Err(_) => return Ok(None),
                 Ok(Ok(0)) => self.closed = true,
-                Ok(Ok(n)) => self.framer.feed(&buf[..n]),
+                Ok(Ok(n)) => {
+                    self.received_bytes += n;
+                    self.framer.feed(&buf[..n]);
+                }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => self.closed = true,
                 Ok(Err(e)) => return Err(e.into()),
             }

@@ -99,11 +99,10 @@ impl Outbox {
     fn enqueue(&mut self, item: Outbound) -> bool {
         let item = match item {
             Outbound::Stanza(stanza) if self.inactive && holdable(&stanza) => {
-                if stanza.kind == StanzaKind::Presence {
-                    // Only the latest presence of each sender matters once the client looks again.
-                    let from = stanza.from_ref();
-                    self.held.retain(|h| h.kind != StanzaKind::Presence || h.from_ref() != from);
-                }
+                // Only the latest presence, and the latest chat state, of each sender matters once
+                // the client looks again (a held chat-state message is holdable, a presence too).
+                let from = stanza.from_ref();
+                self.held.retain(|h| h.kind != stanza.kind || h.from_ref() != from);
                 self.held.push_back(stanza);
                 return false;
             }
@@ -371,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn an_inactive_client_gets_only_the_latest_presence_and_no_chat_states_until_it_matters() {
+    fn an_inactive_client_gets_only_the_latest_presence_and_chat_state_and_only_when_it_matters() {
         let table = SessionTable::default();
         let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
         session.set_inactive(true);
@@ -380,6 +379,7 @@ mod tests {
                 "<presence xmlns='jabber:client' from='romeo@example.net/a'><show>{show}</show></presence>"
             )));
         }
+        session.send(stanza("<message xmlns='jabber:client' from='romeo@example.net/a'><paused xmlns='http://jabber.org/protocol/chatstates'/></message>"));
         session.send(stanza("<message xmlns='jabber:client' from='romeo@example.net/a'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"));
         assert!(drain(&session).is_empty(), "noise is held");
         session.send(stanza("<message xmlns='jabber:client' from='romeo@example.net/a'><body>hi</body></message>"));

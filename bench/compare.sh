@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Starling against Prosody and ejabberd (Debian packages) on the same machine, in the same run.
+#
+# Installs prosody and ejabberd with apt when missing (without starting their system services),
+# then, for each repeat, runs every scenario against each server in turn (Starling on SQLite,
+# Starling on PostgreSQL, Prosody, ejabberd), each server alone on CPU 0 and the load
+# generator on CPU 1. All servers get the same setup: loopback, STARTTLS with a self-signed
+# RSA-2048 certificate, SCRAM-SHA-1, in-band registration for the accounts, stream
+# management, offline storage, the archive off or on per scenario, no rate limits or shapers.
+#
+# Scenarios (starling-bench chat, PAIRS pairs, MESSAGES messages per sender):
+#   chat          window 10, no stream management: delivered messages per second;
+#   chat-sm       stream management, an ack request after every message: also the time from
+#                 send to ack (on Starling that ack means "committed to storage");
+#   chat-archive  as chat-sm with the archive on for every message.
+#
+# Writes every JSON result line to $OUT/results.jsonl and prints a Markdown table of medians
+# (min-max) with the Starling/Prosody and Starling/ejabberd ratios.
+#   usage: bench/compare.sh [--pairs N] [--messages N] [--repeats N] [--servers "a b"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=100 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
+scenarios="chat chat-sm chat-archive"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --pairs) pairs="$2"; shift 2 ;;
+    --messages) messages="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
+    --servers) servers="$2"; shift 2 ;;
+    --scenarios) scenarios="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
+cargo build --release --bins -q
+bin="$CARGO_TARGET_DIR/release"
+OUT="${OUT:-$(mktemp -d /tmp/starling-compare.XXXX)}"
+work="$OUT/work"
+mkdir -p "$work"
+chmod 755 "$OUT" "$work"
+results="$OUT/results.jsonl"
+: > "$results"
+
+install_packages() {
+  local missing=()
+  command -v prosody > /dev/null || missing+=(prosody)
+  command -v ejabberdctl > /dev/null || missing+=(ejabberd)
+  [[ ${#missing[@]} -eq 0 ]] && return
+  # Packages only: the system services stay stopped (policy-rc.d 101).
+  local policy=/usr/sbin/policy-rc.d restore=""
+  [[ -e $policy ]] && restore=$(cat "$policy")
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" > "$OUT/apt.log" 2>&1
+  if [[ -n $restore ]]; then printf '%s\n' "$restore" > "$policy"; else rm -f "$policy"; fi
+}
+install_packages
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost" -keyout "$work/key.pem" -out "$work/cert.pem" 2> /dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/both.pem"
+chmod 644 "$work"/*.pem
+
+PORT=25222
+pid=""
+database=""
+
+archive_on() { [[ "$1" == chat-archive ]]; }
+
+start_starling() { # scenario postgres?
+  local storage="" mam=never
+  archive_on "$1" && mam=always
+  if [[ "$2" == pg ]]; then
+    database="starling_compare_$$"
+    createdb -h 127.0.0.1 -U postgres "$database"
+    storage="[storage]
+url = \"postgres://postgres@127.0.0.1:5432/$database\""
+  fi
+  rm -rf "$work/starling-data"
+  cat > "$work/starling.toml" <<TOML
+[server]
+domains = ["localhost"]
+data_dir = "$work/starling-data"
+$storage
+[c2s]
+listen = ["127.0.0.1:$PORT"]
+direct_tls_listen = []
+scram_iterations = 4096
+[tls.certs."localhost"]
+cert = "$work/cert.pem"
+key = "$work/key.pem"
+[http]
+listen = []
+[log]
+level = "error"
+[modules.register]
+allow_registration = true
+[modules.mam]
+default = "$mam"
+TOML
+  taskset -c 0 "$bin/starling" --config "$work/starling.toml" serve > "$work/starling.log" 2>&1 &
+  pid=$!
+}
+
+start_prosody() {
+  local policy=false
+  archive_on "$1" && policy=true
+  rm -rf "$work/prosody-data"; mkdir -p "$work/prosody-data"
+  cat > "$work/prosody.cfg.lua" <<LUA
+run_as_root = true
+daemonize = false
+pidfile = "$work/prosody.pid"
+data_path = "$work/prosody-data"
+log = { { levels = { min = "error" }, to = "file", filename = "$work/prosody.log" } }
+interfaces = { "127.0.0.1" }
+c2s_ports = { $PORT }
+s2s_ports = { }
+http_ports = { }
+https_ports = { }
+c2s_direct_tls_ports = { }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "smacks", "offline", "mam", "carbons" }
+modules_disabled = { "s2s" }
+authentication = "internal_hashed"
+c2s_require_encryption = true
+allow_registration = true
+default_archive_policy = $policy
+archive_expires_after = "1w"
+VirtualHost "localhost"
+  ssl = { certificate = "$work/cert.pem", key = "$work/key.pem" }
+LUA
+  taskset -c 0 prosody --config "$work/prosody.cfg.lua" -F > "$work/prosody.out" 2>&1 &
+  pid=$!
+}
+
+# Its own ctl config too: Debian's sets the config path back to /etc/ejabberd.
+EJABBERD=(ejabberdctl --config "$work/ejabberd.yml" --ctl-config "$work/ejabberdctl.cfg" --spool "$work/ejabberd-db"
+          --logs "$work/ejabberd-logs" --node "bench@localhost")
+start_ejabberd() {
+  local mam=never
+  archive_on "$1" && mam=always
+  rm -rf "$work/ejabberd-db" "$work/ejabberd-logs"; mkdir -p "$work/ejabberd-db" "$work/ejabberd-logs"
+  chmod 777 "$work/ejabberd-db" "$work/ejabberd-logs"
+  cat > "$work/ejabberd.yml" <<YAML
+hosts: ["localhost"]
+loglevel: error
+certfiles: ["$work/both.pem"]
+auth_method: internal
+auth_password_format: scram
+registration_timeout: infinity
+shaper: {}
+shaper_rules: {}
+acl: {}
+access_rules:
+  register: {allow: all}
+  local: {allow: all}
+listen:
+  - port: $PORT
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls_required: true
+    max_stanza_size: 262144
+modules:
+  mod_roster: {}
+  mod_disco: {}
+  mod_ping: {}
+  mod_register: {access: register, ip_access: all}
+  mod_stream_mgmt: {}
+  mod_offline: {}
+  mod_carboncopy: {}
+  mod_mam: {default: $mam}
+YAML
+  printf 'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\nEJABBERD_PID_PATH=%s\n' "$work/ejabberd-db/ejabberd.pid" \
+    > "$work/ejabberdctl.cfg"
+  chmod 644 "$work/ejabberd.yml" "$work/ejabberdctl.cfg"
+  taskset -c 0 "${EJABBERD[@]}" foreground > "$work/ejabberd.out" 2>&1 &
+  pid=$!
+  "${EJABBERD[@]}" started > /dev/null 2>&1 || true
+}
+
+wait_for_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null && return 0
+    sleep 0.1
+  done
+  echo "server did not listen on $PORT" >&2
+  return 1
+}
+
+stop_server() {
+  case "$1" in
+    ejabberd) "${EJABBERD[@]}" stop > /dev/null 2>&1 || true ;;
+  esac
+  if [[ -n "$pid" ]]; then kill "$pid" 2> /dev/null || true; wait "$pid" 2> /dev/null || true; fi
+  pid=""
+  if [[ -n "$database" ]]; then dropdb -h 127.0.0.1 -U postgres "$database" || true; database=""; fi
+  sleep 1
+}
+trap 'stop_server ejabberd' EXIT
+
+run_one() { # server scenario repeat
+  local server="$1" scenario="$2" repeat="$3" args=()
+  case "$server" in
+    starling) start_starling "$scenario" sqlite ;;
+    starling-pg) start_starling "$scenario" pg ;;
+    prosody) start_prosody "$scenario" ;;
+    ejabberd) start_ejabberd "$scenario" ;;
+  esac
+  wait_for_port
+  case "$scenario" in
+    chat) args=(--window 10) ;;
+    chat-sm | chat-archive) args=(--window 10 --ack-every 1) ;;
+  esac
+  local line
+  line=$(taskset -c 1 "$bin/starling-bench" chat --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
+    --concurrency 20 --pairs "$pairs" --messages "$messages" --deadline 240 "${args[@]}" 2> "$work/bench.err" || true)
+  [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
+  echo "{\"server\":\"$server\",\"scenario\":\"$scenario\",\"repeat\":$repeat,\"result\":$line}" | tee -a "$results"
+  stop_server "$server"
+}
+
+for repeat in $(seq 1 "$repeats"); do
+  for scenario in $scenarios; do
+    # Alternate the order of servers between repeats.
+    order=$servers
+    (( repeat % 2 == 0 )) && order=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for server in $order; do
+      run_one "$server" "$scenario" "$repeat"
+    done
+  done
+done
+
+python3 bench/summarize.py "$results" "$pairs" "$messages"
+echo "results: $results"
