@@ -16,6 +16,7 @@ use crate::session::sm::NS_SM;
 use crate::session::{Outbound, SessionRef};
 use crate::stream::{NS_SESSION, StreamError};
 use crate::xml::{Element, FrameEvent};
+use futures_util::future::OptionFuture;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
@@ -126,7 +127,7 @@ async fn end_session(server: &Server, session: &SessionRef, unwritten: Vec<Outbo
 async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, unwritten: Vec<Outbound>) {
     let account = session.jid.to_bare();
     let stanzas = unacked.into_iter().chain(unwritten.into_iter().filter_map(|o| match o {
-        Outbound::Stanza(stanza) => Some(stanza),
+        Outbound::Stanza(stanza) => Some(*stanza),
         Outbound::Close(_) => None,
     }));
     for stanza in stanzas {
@@ -162,13 +163,14 @@ async fn session_loop<S: Transport>(
             Ok(None) => {}
             Err(exit) => return exit,
         }
-        let owed = session.sm().owed_seq();
+        // Boxed, and only while an answer is owed: an idle session must not carry the wait.
+        let mut commit_wait = session.sm().owed_seq().map(|seq| Box::pin(server.storage.commits().committed(seq)));
         let woke = tokio::select! {
             read = conn.fill() => Wake::Read(read),
             out = session.next_outbound() => Wake::Outbound(out),
             () = tokio::time::sleep_until(deadline) => Wake::Idle,
             () = session.takeover.notified() => Wake::TakeOver,
-            () = server.storage.commits().committed(owed.unwrap_or_default()), if owed.is_some() => Wake::Committed,
+            Some(()) = OptionFuture::from(commit_wait.as_mut()) => Wake::Committed,
         };
         let step = match woke {
             Wake::Read(read) => {

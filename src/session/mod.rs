@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 /// What a connection task is asked to do.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Write this stanza.
-    Stanza(Stanza),
+    /// Write this stanza (boxed: the queue and the futures that carry an item stay small).
+    Stanza(Box<Stanza>),
     /// Close the stream with this stream error condition (e.g. `conflict`).
     Close(&'static str),
 }
@@ -73,7 +73,7 @@ struct Outbox {
     queue: VecDeque<Outbound>,
     /// Held while the client is inactive (XEP-0352): presence (the latest per sender) and
     /// messages carrying only chat states.
-    held: VecDeque<Stanza>,
+    held: VecDeque<Box<Stanza>>,
     inactive: bool,
 }
 
@@ -147,7 +147,7 @@ impl Session {
 
     /// Queues a stanza for this session. Returns false when the connection is gone.
     pub fn send(&self, stanza: Stanza) -> bool {
-        self.push(Outbound::Stanza(stanza))
+        self.push(Outbound::Stanza(Box::new(stanza)))
     }
 
     /// Queues a stanza the server built as an element (roster pushes, presence, replies).
@@ -159,8 +159,8 @@ impl Session {
     /// Queues a stanza, or gives it back when the connection is gone (so that the router can
     /// deliver it elsewhere).
     pub fn try_send(&self, stanza: Stanza) -> Result<(), Stanza> {
-        self.offer(Outbound::Stanza(stanza)).map_err(|refused| match refused {
-            Outbound::Stanza(stanza) => stanza,
+        self.offer(Outbound::Stanza(Box::new(stanza))).map_err(|refused| match refused {
+            Outbound::Stanza(stanza) => *stanza,
             Outbound::Close(_) => unreachable!("only a stanza was offered"),
         })
     }

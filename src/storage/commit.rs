@@ -23,6 +23,7 @@
 //! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
 
 use super::archive::{Archive, NewItem};
+use super::dialect::Backend;
 use super::error::StorageError;
 use sqlx::AnyPool;
 use std::collections::{HashMap, VecDeque};
@@ -82,7 +83,7 @@ struct Queue {
 
 impl GroupCommit {
     /// Starts the committer task for `pool`.
-    pub(crate) fn start(pool: AnyPool) -> Arc<GroupCommit> {
+    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Arc<GroupCommit> {
         let commits = Arc::new(GroupCommit {
             queue: Mutex::new(Queue { writes: VecDeque::new(), next_seq: 1 }),
             work: Notify::new(),
@@ -91,7 +92,7 @@ impl GroupCommit {
             enqueued: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(committer(commits.clone(), pool));
+        tokio::spawn(committer(commits.clone(), pool, backend));
         commits
     }
 
@@ -157,7 +158,8 @@ impl GroupCommit {
     }
 }
 
-async fn committer(commits: Arc<GroupCommit>, pool: AnyPool) {
+async fn committer(commits: Arc<GroupCommit>, pool: AnyPool, backend: Backend) {
+    let mut statistics = Statistics::default();
     loop {
         let wake = commits.work.notified();
         let batch = commits.take_batch();
@@ -178,6 +180,36 @@ async fn committer(commits: Arc<GroupCommit>, pool: AnyPool) {
             commit_one_by_one(&pool, &batch).await;
         }
         commits.committed.send_replace(last);
+        if backend == Backend::Postgres {
+            statistics.after_commit(&pool, &writes).await;
+        }
+    }
+}
+
+/// Keeps PostgreSQL's planner statistics of the archive table current while the committer
+/// fills it. Without them (a new table, or autovacuum off) the planner takes the index on
+/// (host, store, when) for key lookups of one account and scans a whole store: measured, the
+/// removal of delivered messages then slows every batch down as the store grows (1,500 instead
+/// of 10,900 durable messages per second in the chat benchmark). ANALYZE samples a bounded
+/// number of rows, so it runs after the first 1,000 appended rows and again each time the
+/// count has doubled, then every million.
+#[derive(Default)]
+struct Statistics {
+    appended: u64,
+    next_analyze: u64,
+}
+
+impl Statistics {
+    async fn after_commit(&mut self, pool: &AnyPool, writes: &[&Write]) {
+        self.appended += writes.iter().filter(|w| matches!(w, Write::Append { .. })).count() as u64;
+        let threshold = self.next_analyze.max(1_000);
+        if self.appended < threshold {
+            return;
+        }
+        self.next_analyze = if threshold < 1_000_000 { threshold * 2 } else { threshold + 1_000_000 };
+        if let Err(e) = sqlx::query("ANALYZE archive").execute(pool).await {
+            tracing::warn!(error = %e, "analyzing the archive table failed");
+        }
     }
 }
 

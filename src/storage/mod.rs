@@ -76,7 +76,7 @@ impl Storage {
             return Err(e.into());
         }
         tracing::info!(backend = backend.name(), "storage opened");
-        let commits = GroupCommit::start(pool.clone());
+        let commits = GroupCommit::start(pool.clone(), backend);
         Ok(Storage { pool, backend, commits })
     }
 
