@@ -141,6 +141,30 @@ async fn wait_for(seen: &Seen, count: usize, what: &str) {
     panic!("{what}: only {} of {count} messages arrived", seen.lock().unwrap().len());
 }
 
+/// A server's data directory, configuration and accounts (romeo, juliet, nurse), on a free
+/// port. STARLING_CRASH_CONFIG adds configuration (e.g. to see the tests fail without the
+/// duplicate check after restart: `[modules.offline]\ndedup_check_after_start = "0s"`).
+struct Node {
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let extra = std::env::var("STARLING_CRASH_CONFIG").unwrap_or_default();
+        let config = write_config(dir.path(), addr.port(), &extra.replace("\\n", "\n"));
+        let log = dir.path().join("server.log");
+        for user in ["romeo", "juliet", "nurse"] {
+            add_user(&config, user);
+        }
+        Node { _dir: dir, addr, config, log }
+    }
+}
+
 /// A point between 10% and 90% of the run, different on every run (printed for reruns).
 fn kill_point() -> usize {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as usize;
@@ -150,16 +174,8 @@ fn kill_point() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    // STARLING_CRASH_CONFIG adds configuration (e.g. to see the test fail without the
-    // duplicate check after restart: `[modules.offline] dedup_check_after_start = "0s"`).
-    let extra = std::env::var("STARLING_CRASH_CONFIG").unwrap_or_default();
-    let config = write_config(dir.path(), addr.port(), &extra.replace("\\n", "\n"));
-    let log = dir.path().join("server.log");
-    for user in ["romeo", "juliet", "nurse"] {
-        add_user(&config, user);
-    }
+    let node = Node::new();
+    let (addr, config, log) = (node.addr, node.config.clone(), node.log.clone());
     let mut server = start(&config, addr, &log).await;
 
     let juliet_seen: Seen = Arc::default();
@@ -247,14 +263,8 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_again_after_a_restart_is_acknowledged_but_not_delivered_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let extra = std::env::var("STARLING_CRASH_CONFIG").unwrap_or_default();
-    let config = write_config(dir.path(), addr.port(), &extra.replace("\\n", "\n"));
-    let log = dir.path().join("server.log");
-    for user in ["romeo", "juliet", "nurse"] {
-        add_user(&config, user);
-    }
+    let node = Node::new();
+    let (addr, config, log) = (node.addr, node.config.clone(), node.log.clone());
     let mut server = start(&config, addr, &log).await;
     let juliet_seen: Seen = Arc::default();
     let juliet = recipient(addr, "juliet", juliet_seen.clone()).await;

@@ -21,7 +21,7 @@ use crate::module_api::{
     Archive, ArchiveQuery, ArchivedItem, BareJid, BoxFuture, ConfigDuration, Element, ErrorType, Flow, Hook, IqHandler,
     IqKind, IqRequest, IqResult, IqTarget, KeyVal, MessageToLocal, ModuleDescriptor, ModuleError, NewItem,
     PeriodicTask, Registrar, SessionRef, Stanza, StanzaError, StanzaFromClient, StanzaKind, StorageError, SyncIq,
-    Value, check_section, datetime, now_micros, ns, priority, random_id,
+    Value, check_section, datetime, expire_archive, now_micros, ns, priority, random_id, stanza_id_by,
 };
 use prefs::{Decision, DefaultRule, NS_MAM, Prefs};
 use serde::{Deserialize, Serialize};
@@ -198,12 +198,7 @@ impl Mam {
 
     /// Deletes archived messages older than `max_retention` as of `now` (Unix microseconds).
     async fn expire(&self, now: i64) {
-        let cutoff = now.saturating_sub(i64::try_from(self.max_retention.as_micros()).unwrap_or(i64::MAX));
-        match self.archive.delete_older_than(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, domain = self.archive.host(), "mam: expired"),
-            Err(e) => tracing::error!(error = %e, "mam: expiry failed"),
-        }
+        expire_archive(&self.archive, now, self.max_retention).await;
     }
 }
 
@@ -238,13 +233,7 @@ impl Hook<MessageToLocal> for Mam {
             }
             let Some(from) = event.stanza.from_ref().map(|f| f.to_bare()) else { return Flow::Continue };
             let account = event.to.to_bare();
-            let key = event
-                .stanza
-                .el()
-                .child_elements()
-                .find(|c| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account.as_str()))
-                .and_then(|c| c.attr("id"))
-                .map(str::to_owned);
+            let key = stanza_id_by(&event.stanza, account.as_str()).map(str::to_owned);
             self.archive_for(&account, &from, key, &event.stanza).await;
             Flow::Continue
         })

@@ -3,7 +3,7 @@
 use super::{DELIVERED, policy};
 use crate::module_api::{
     Archive, ArchiveQuery, BareJid, Element, Flow, Jid, KeyVal, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
-    StanzaKind, Value, datetime, now_micros, ns, random_id,
+    StanzaKind, Value, add_stanza_id, datetime, now_micros, ns, random_id, stanza_id_by,
 };
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -113,8 +113,7 @@ impl Inbox {
             }
         }
         let key = origin_key.unwrap_or_else(|| random_id(15));
-        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", account.as_str()).with_attr("id", key.as_str());
-        stanza.el_mut().push_child(stamp);
+        add_stanza_id(stanza, account.as_str(), &key);
         Flow::Continue
     }
 
@@ -197,8 +196,7 @@ impl Inbox {
         // A message that came around the inbox (delivered directly by a module): kept now.
         let mut stanza = stanza.clone();
         let key = random_id(15);
-        let stamp = Element::new("stanza-id", ns::SID).with_attr("by", to.as_str()).with_attr("id", key.as_str());
-        stanza.el_mut().push_child(stamp);
+        add_stanza_id(&mut stanza, to.as_str(), &key);
         if let Err(error) = self.store(&stanza, &user, key, to, &Jid::from(to.clone())).await {
             return self.refuse(&stanza, error).await;
         }
@@ -278,12 +276,7 @@ impl Inbox {
 /// account. Clients cannot forge one: the origin-id module strips such elements from what
 /// they send.
 pub(super) fn stored_key(stanza: &Stanza, account: &BareJid) -> Option<String> {
-    stanza
-        .el()
-        .child_elements()
-        .find(|c| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account.as_str()))
-        .and_then(|c| c.attr("id"))
-        .map(str::to_owned)
+    stanza_id_by(stanza, account.as_str()).map(str::to_owned)
 }
 
 /// Whether the inbox keeps this message (chat and normal messages worth storing).

@@ -37,8 +37,8 @@ mod policy;
 mod tests;
 
 use crate::module_api::{
-    Archive, BoxFuture, ConfigDuration, Flow, Hook, InitialPresence, MessageToLocal, MessageUndeliverable,
-    MessagesDelivered, ModuleDescriptor, ModuleError, PeriodicTask, Registrar, ServerHandle, check_section, now_micros,
+    BoxFuture, ConfigDuration, Flow, Hook, InitialPresence, MessageToLocal, MessageUndeliverable, MessagesDelivered,
+    ModuleDescriptor, ModuleError, PeriodicTask, Registrar, ServerHandle, check_section, expire_archive, now_micros,
     ns, priority,
 };
 use serde::{Deserialize, Serialize};
@@ -164,17 +164,8 @@ impl Offline {
     /// Deletes stored messages older than `retention` and delivery records older than
     /// `dedup_window`, as of `now` (Unix microseconds; a parameter so that tests set the clock).
     async fn expire(&self, now: i64) {
-        expire_store(self.inbox.stored(), now, self.retention).await;
-        expire_store(self.inbox.records(), now, self.dedup_window).await;
-    }
-}
-
-async fn expire_store(store: &Archive, now: i64, keep: Duration) {
-    let cutoff = now.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
-    match store.delete_older_than(cutoff).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, store = store.store(), domain = store.host(), "offline: expired"),
-        Err(e) => tracing::error!(error = %e, store = store.store(), "offline: expiry failed"),
+        expire_archive(self.inbox.stored(), now, self.retention).await;
+        expire_archive(self.inbox.records(), now, self.dedup_window).await;
     }
 }
 

@@ -94,6 +94,31 @@ pub fn now_micros() -> i64 {
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Deletes the items of `store` older than `keep` as of `now` (Unix microseconds; a parameter
+/// so that tests set the clock), logging what it did: the body of modules' expiry jobs.
+pub async fn expire_archive(store: &Archive, now: i64, keep: std::time::Duration) {
+    let cutoff = now.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
+    match store.delete_older_than(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, store = store.store(), domain = store.host(), "expired"),
+        Err(e) => tracing::error!(error = %e, store = store.store(), domain = store.host(), "expiry failed"),
+    }
+}
+
+/// The id of the message's `<stanza-id/>` (XEP-0359) given by `by` (an account or room).
+pub fn stanza_id_by<'a>(stanza: &'a Stanza, by: &str) -> Option<&'a str> {
+    stanza
+        .el()
+        .child_elements()
+        .find(|c| c.is("stanza-id", ns::SID) && c.attr("by") == Some(by))
+        .and_then(|c| c.attr("id"))
+}
+
+/// Adds `<stanza-id by=… id=…/>` (XEP-0359) to a message.
+pub fn add_stanza_id(stanza: &mut Stanza, by: &str, id: &str) {
+    stanza.el_mut().push_child(Element::new("stanza-id", ns::SID).with_attr("by", by).with_attr("id", id));
+}
+
 /// A random identifier (resources, stanza ids): `len` bytes from the OS CSPRNG, URL-safe base64.
 pub fn random_id(len: usize) -> String {
     use base64::Engine;

@@ -51,7 +51,7 @@ impl StreamManagement {
                 Ok(Some(format!("<enabled xmlns='{NS_SM}'/>").into_bytes()))
             }
             "resume" => Ok(Some(failed("unexpected-request"))),
-            "r" if self.enabled => Ok(Some(format!("<a xmlns='{NS_SM}' h='{}'/>", self.handled).into_bytes())),
+            "r" if self.enabled => Ok(Some(answer(self.handled))),
             "a" if self.enabled => self.on_ack(el).map(|()| None),
             "r" | "a" => Ok(Some(failed("unexpected-request"))),
             _ => Err(StreamError::new("unsupported-stanza-type")),
@@ -163,7 +163,7 @@ impl StreamManagement {
         match self.owed {
             Some((seq, h)) if seq <= committed => {
                 self.owed = None;
-                Some(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
+                Some(answer(h))
             }
             _ => None,
         }
@@ -183,6 +183,11 @@ impl StreamManagement {
     pub fn take_unacked(&mut self) -> Vec<Stanza> {
         self.unacked.drain(..).collect()
     }
+}
+
+/// `<a h='…'/>`, the answer to an ack request.
+fn answer(handled: u32) -> Vec<u8> {
+    format!("<a xmlns='{NS_SM}' h='{handled}'/>").into_bytes()
 }
 
 fn failed(condition: &str) -> Vec<u8> {

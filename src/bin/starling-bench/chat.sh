@@ -17,35 +17,5 @@ if [[ "${1:-}" == "--postgres" ]]; then
 url = \"postgres://postgres@127.0.0.1:5432/$database\""
   shift
 fi
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
-cargo build --release --bins -q
-bin="$CARGO_TARGET_DIR/release"
-work=$(mktemp -d)
-cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
-  [[ -n "$database" ]] && dropdb -h 127.0.0.1 -U postgres "$database" || true
-}
-trap cleanup EXIT
-cat > "$work/starling.toml" <<TOML
-[server]
-domains = ["localhost"]
-data_dir = "$work/data"
-$storage
-[c2s]
-listen = ["127.0.0.1:15222"]
-direct_tls_listen = []
-scram_iterations = 4096
-[http]
-listen = []
-[log]
-level = "warn"
-[modules.register]
-allow_registration = true
-TOML
-ulimit -n 20000 2>/dev/null || true
-taskset -c 0 "$bin/starling" --config "$work/starling.toml" serve > "$work/server.log" 2>&1 &
-pid=$!
-sleep 1
+source src/bin/starling-bench/server.sh
 taskset -c 1 "$bin/starling-bench" chat --server 127.0.0.1:15222 --register "$@"

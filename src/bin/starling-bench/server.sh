@@ -1,0 +1,37 @@
+# Sourced by login.sh and chat.sh: builds release binaries and starts Starling for `localhost`
+# with a throwaway data directory, pinned to CPU 0, clients on 127.0.0.1:15222 (STARTTLS) and
+# 15223 (direct TLS), in-band registration on. Sets $bin, $work and $pid, and removes it all
+# (and the PostgreSQL database in $database, if set) on exit. $storage, if set, is a
+# `[storage]` section for the configuration.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
+cargo build --release --bins -q
+bin="$CARGO_TARGET_DIR/release"
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  rm -rf "$work"
+  [[ -n "${database:-}" ]] && dropdb -h 127.0.0.1 -U postgres "$database" || true
+}
+trap cleanup EXIT
+cat > "$work/starling.toml" <<TOML
+[server]
+domains = ["localhost"]
+data_dir = "$work/data"
+${storage:-}
+[c2s]
+listen = ["127.0.0.1:15222"]
+direct_tls_listen = ["127.0.0.1:15223"]
+scram_iterations = 4096
+ping_after_idle = "1h"
+[http]
+listen = []
+[log]
+level = "warn"
+[modules.register]
+allow_registration = true
+TOML
+ulimit -n 20000 2>/dev/null || true
+taskset -c 0 "$bin/starling" --config "$work/starling.toml" serve > "$work/server.log" 2>&1 &
+pid=$!
+sleep 1
