@@ -8,6 +8,7 @@ pub mod csi;
 pub mod disco;
 pub mod last;
 pub mod mam;
+pub mod muc;
 pub mod offline;
 pub mod origin_id;
 pub mod ping;
@@ -29,6 +30,7 @@ pub static ALL: &[&ModuleDescriptor] = &[
     &disco::MODULE,
     &last::MODULE,
     &mam::MODULE,
+    &muc::MODULE,
     &offline::MODULE,
     &origin_id::MODULE,
     &ping::MODULE,

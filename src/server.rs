@@ -8,7 +8,7 @@
 use crate::c2s::throttle::AuthThrottle;
 use crate::c2s::{ListenerKind, accept_loop};
 use crate::config::Config;
-use crate::module_api::{HostModules, ModuleDescriptor, ModuleError, Registrar, ServerHandle};
+use crate::module_api::{Component, HostModules, ModuleDescriptor, ModuleError, Registrar, ServerHandle};
 use crate::session::SessionTable;
 use crate::storage::Storage;
 use crate::storage::accounts::Accounts;
@@ -39,6 +39,7 @@ pub struct Server {
     /// When the server started.
     pub started: Instant,
     hosts: HashMap<String, HostModules>,
+    components: HashMap<String, Arc<dyn Component>>,
     tls: Option<(TlsAcceptor, Arc<CertStore>)>,
 }
 
@@ -60,6 +61,10 @@ impl Server {
                 failure = Some(e);
                 HashMap::new()
             });
+            let components = collect_components(&hosts).unwrap_or_else(|e| {
+                failure = Some(e);
+                HashMap::new()
+            });
             Server {
                 throttle: AuthThrottle::new(config.c2s.auth_failure_limit, config.c2s.auth_failure_window.get()),
                 fake_secret: crate::module_api::random_id(32).into_bytes(),
@@ -69,6 +74,7 @@ impl Server {
                 storage,
                 accounts,
                 hosts,
+                components,
                 tls,
             }
         });
@@ -81,6 +87,11 @@ impl Server {
     /// The module tables of a served domain.
     pub fn host(&self, domain: &str) -> Option<&HostModules> {
         self.hosts.get(domain)
+    }
+
+    /// The component serving a domain, if one does.
+    pub fn component(&self, domain: &str) -> Option<&Arc<dyn Component>> {
+        self.components.get(domain)
     }
 
     /// The first configured domain (used when a client names none).
@@ -152,6 +163,20 @@ fn build_hosts(
         hosts.insert(domain.clone(), host);
     }
     Ok(hosts)
+}
+
+/// Every component by its domain; a component domain must be neither a served domain nor
+/// claimed twice.
+fn collect_components(hosts: &HashMap<String, HostModules>) -> anyhow::Result<HashMap<String, Arc<dyn Component>>> {
+    let mut components = HashMap::new();
+    for host in hosts.values() {
+        for (domain, component) in &host.components {
+            if hosts.contains_key(domain) || components.insert(domain.clone(), component.clone()).is_some() {
+                anyhow::bail!("the component domain {domain} is also served by something else");
+            }
+        }
+    }
+    Ok(components)
 }
 
 /// The enabled modules, ordered so that each comes after its dependencies.

@@ -12,7 +12,7 @@
 //! archive to its own clients only. An expiry job deletes items older than `max_retention`.
 
 mod prefs;
-mod query;
+pub mod query;
 #[cfg(test)]
 mod tests;
 

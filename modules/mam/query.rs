@@ -6,7 +6,7 @@
 //! per item, oldest first, then the IQ result carrying `<fin complete='…'><set><first/><last/>
 //! <count/></set></fin>`. `complete` says no further items lie in the direction of paging.
 
-use super::prefs::NS_MAM;
+pub use super::prefs::NS_MAM;
 use crate::module_api::{ArchiveQuery, Element, StanzaError, ns, parse_datetime};
 
 /// XEP-0059 Result Set Management.

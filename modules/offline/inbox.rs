@@ -203,6 +203,18 @@ impl Inbox {
         Flow::Handled
     }
 
+    /// Queues a message another module keeps for the account (see `OfflineStore`). A
+    /// `<stanza-id/>` naming the account, with the same key, makes step 3 find it.
+    pub(super) async fn keep(&self, account: &BareJid, message: &Stanza, key: &str) {
+        let Some(user) = account.node().map(|n| n.as_str()) else { return };
+        let mut stanza = message.clone();
+        stanza.set_to(&Jid::from(account.clone()));
+        add_stanza_id(&mut stanza, account.as_str(), key);
+        let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let value = Value::xml(stanza.to_element().to_bytes(""));
+        self.stored.append_queued(user, NewItem { key: Some(key.to_owned()), when: now_micros(), with, value }).await;
+    }
+
     /// Step 3: messages a client has leave the inbox; a record of each stays.
     pub(super) async fn delivered(&self, session: &SessionRef, messages: &[Stanza]) {
         let account = session.jid.to_bare();

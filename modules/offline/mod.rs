@@ -37,9 +37,9 @@ mod policy;
 mod tests;
 
 use crate::module_api::{
-    BoxFuture, ConfigDuration, Flow, Hook, InitialPresence, MessageToLocal, MessageUndeliverable, MessagesDelivered,
-    ModuleDescriptor, ModuleError, PeriodicTask, Registrar, ServerHandle, check_section, expire_archive, now_micros,
-    ns, priority,
+    BareJid, BoxFuture, ConfigDuration, Flow, Hook, InitialPresence, MessageToLocal, MessageUndeliverable,
+    MessagesDelivered, ModuleDescriptor, ModuleError, PeriodicTask, Registrar, ServerHandle, Stanza, check_section,
+    expire_archive, now_micros, ns, priority,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -114,11 +114,27 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     r.hook::<MessageUndeliverable>(priority::DELIVERY, offline.clone());
     r.hook::<MessagesDelivered>(priority::DELIVERY, offline.clone());
     r.hook::<InitialPresence>(priority::DELIVERY, offline.clone());
+    r.provide(Arc::new(OfflineStore(offline.clone())));
     r.every(options.expiry_interval.get(), offline);
     r.feature("msgoffline");
     // XEP-0359 §6: the entity named in `by` (the account) advertises stanza-id support.
     r.account_feature(ns::SID);
     Ok(())
+}
+
+/// The inbox as a service for other modules: rooms keep group messages here for members who
+/// are not in the room, so that their next login gets them (XEP-0045 groups run as
+/// WhatsApp-style groups).
+pub struct OfflineStore(Arc<Offline>);
+
+impl OfflineStore {
+    /// Queues `message` into `account`'s inbox under `key` (the key must be unique in the
+    /// account's inbox; rooms use their stanza-id). It is sent at the account's next initial
+    /// presence and leaves the inbox like any stored message. No quota applies: the room
+    /// decided to keep it, and the retention expiry bounds it.
+    pub async fn keep(&self, account: &BareJid, message: &Stanza, key: &str) {
+        self.0.inbox.keep(account, message, key).await;
+    }
 }
 
 impl Hook<MessageToLocal> for Offline {

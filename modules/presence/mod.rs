@@ -73,9 +73,17 @@ impl Hook<InboundPresence> for Presence {
 impl Hook<SessionClosed> for Presence {
     fn call<'a>(&'a self, event: &'a mut SessionClosed) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
+            let unavailable = Element::new("presence", NS_CLIENT).with_attr("type", "unavailable");
             if event.session.is_available() {
-                let unavailable = Element::new("presence", NS_CLIENT).with_attr("type", "unavailable");
                 self.broadcast(&event.session, unavailable).await;
+            } else {
+                // Never available, but present in rooms or to peers by directed presence
+                // (RFC 6121 §4.6.3): those still learn that the session is gone.
+                let directed = std::mem::take(&mut event.session.state().directed_to);
+                let presence = Stanza::new(crate::module_api::StanzaKind::Presence, unavailable);
+                for target in directed {
+                    self.send_from(&event.session, &presence, target.as_str()).await;
+                }
             }
             Flow::Continue
         })

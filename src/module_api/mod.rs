@@ -20,6 +20,7 @@ pub use crate::config::{ByteSize, ConfigDuration, ModuleSectionCheck};
 pub use crate::events::{BoxFuture, Event, EventBus, Flow, Hook, priority};
 pub use crate::router::error::{ErrorType, StanzaError};
 pub use crate::router::events::*;
+pub use crate::router::iq::reply as iq_reply;
 pub use crate::router::iq::{IqHandler, IqKind, IqRequest, IqResult, IqTarget, SyncIq};
 pub use crate::router::stanza::{NS_CLIENT, Stanza, StanzaKind};
 pub use crate::session::{PresenceState, SessionRef};
@@ -32,7 +33,7 @@ pub use crate::storage::{Archive, ArchiveQuery, ArchivedItem, KeyVal, Map, NewIt
 pub use crate::xml::{Element, Node};
 pub use jid::{BareJid, FullJid, Jid};
 pub use registrar::{
-    DiscoIdentity, DiscoRegistry, FeatureStage, HostModules, PeriodicTask, Registrar, StreamFeatureFn,
+    Component, DiscoIdentity, DiscoRegistry, FeatureStage, HostModules, PeriodicTask, Registrar, StreamFeatureFn,
 };
 pub use server_handle::ServerHandle;
 

@@ -48,6 +48,14 @@ pub trait PeriodicTask: Send + Sync + 'static {
     fn run(&self) -> crate::events::BoxFuture<'_, ()>;
 }
 
+/// A service with a domain of its own (XEP-0045 rooms on `conference.<domain>`): the router
+/// hands it every stanza addressed to that domain or to a JID under it, and it answers them
+/// itself, errors included.
+pub trait Component: Send + Sync + 'static {
+    /// Handles one stanza addressed to the component.
+    fn stanza(&self, stanza: crate::router::stanza::Stanza) -> crate::events::BoxFuture<'_, ()>;
+}
+
 /// Produces a stream feature element when features are offered.
 pub type StreamFeatureFn = Arc<dyn Fn() -> Element + Send + Sync>;
 
@@ -65,6 +73,8 @@ pub struct HostModules {
     services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     /// Names of the modules loaded, in load order.
     pub loaded: Vec<&'static str>,
+    /// Components registered by this domain's modules, by their domain.
+    pub components: Vec<(String, Arc<dyn Component>)>,
 }
 
 impl HostModules {
@@ -195,6 +205,13 @@ impl<'a> Registrar<'a> {
                 task.run().await;
             }
         });
+    }
+
+    /// Serves `domain` (a subdomain such as `conference.example.org`) by `component`, and lists
+    /// it among the domain's disco items (XEP-0030 §4) under `name`.
+    pub fn component(&mut self, domain: String, name: &str, component: Arc<dyn Component>) {
+        self.host.disco.items.insert((domain.clone(), name.to_owned()));
+        self.host.components.push((domain, component));
     }
 
     /// Shares a service object with other modules of this domain.

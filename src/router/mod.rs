@@ -5,7 +5,8 @@
 //! 2. Presence from a client is handed to [`events::OutboundPresence`] (the presence module).
 //! 3. Everything is then routed by its `to`: to a local account or resource (messages through
 //!    [`events::MessageToLocal`] then the RFC 6121 §8.5 rules in [`delivery`], presence through
-//!    [`events::InboundPresence`], IQs through the handler map in [`iq`]), or to another domain
+//!    [`events::InboundPresence`], IQs through the handler map in [`iq`]), to a component's
+//!    domain (handed to the component, which answers everything itself), or to another domain
 //!    (no server-to-server link yet: `remote-server-not-found`).
 //! 4. Whatever no one handled gets the single default: `service-unavailable` for messages and
 //!    get/set IQs, silence for errors, results and presence.
@@ -63,6 +64,9 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza, origin: Option<&'a SessionR
             },
         };
         let Some(host) = server.host(to.domain().as_str()) else {
+            if let Some(component) = server.component(to.domain().as_str()) {
+                return component.stanza(stanza).await;
+            }
             // No server-to-server link yet: the peer cannot be reached (RFC 6120 §8.3.3.15).
             bounce(server, &stanza, StanzaError::remote_server_not_found()).await;
             return;

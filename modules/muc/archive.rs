@@ -1,0 +1,100 @@
+//! The room archive: archive queries on the room JID (XEP-0313 §4, as the MUC archive of
+//! §5) and the history a persistent room gets back when it is loaded.
+//!
+//! Group messages are archived by [`super::message`] under the room's stanza-id with the
+//! occupant JID as `with`. Anyone who may enter the room may query it: not outcasts, and in
+//! a members-only room only members. Results come from the room JID with the archived message
+//! (as broadcast, no real JIDs) inside `<forwarded/>`.
+
+use super::Muc;
+use super::room::{Affiliation, HistoryItem, Room, RoomConfig};
+use crate::module_api::{
+    ArchiveQuery, ArchivedItem, Element, FullJid, Jid, Stanza, StanzaError, StanzaKind, datetime, ns,
+};
+use std::collections::VecDeque;
+
+pub use super::super::mam::query::NS_MAM;
+use super::super::mam::query::{self, NS_FORWARD};
+use super::room_iq::IqOutcome;
+
+impl Muc {
+    pub(super) async fn archive_query(&self, room: &Room, from: &FullJid, payload: &Element, get: bool) -> IqOutcome {
+        let affiliation = room.affiliation(&from.to_bare());
+        if affiliation == Affiliation::Outcast || !room.may_enter(affiliation) {
+            return Err(StanzaError::forbidden().with_text("only those who may enter may read the archive")).into();
+        }
+        if get {
+            return Ok(Some(query::form())).into();
+        }
+        let parsed = match query::parse(payload) {
+            Ok(parsed) => parsed,
+            Err(error) => return Err(error).into(),
+        };
+        let node = room.jid.node().map(|n| n.as_str().to_owned()).unwrap_or_default();
+        self.archive.commits().flush().await;
+        let page = match self.archive.find(&node, &parsed.archive).await {
+            Ok(page) => page,
+            Err(e) => return Err(mam_error(e)).into(),
+        };
+        let count_query =
+            ArchiveQuery { after: None, before: None, limit: None, reverse: false, ..parsed.archive.clone() };
+        let count = match self.archive.count(&node, &count_query).await {
+            Ok(count) => count,
+            Err(e) => return Err(mam_error(e)).into(),
+        };
+        let to = Jid::from(from.clone());
+        let out =
+            page.items.iter().filter_map(|item| result_message(room, item, parsed.query_id.as_deref(), &to)).collect();
+        let first_last = page.items.first().zip(page.items.last()).map(|(f, l)| (f.key.as_str(), l.key.as_str()));
+        IqOutcome { reply: Ok(Some(query::fin(first_last, count, page.complete))), out }
+    }
+
+    /// The last messages of a room's archive as its history, for a room loaded from storage.
+    pub(super) async fn load_history(&self, node: &str, config: &RoomConfig) -> VecDeque<HistoryItem> {
+        if !config.archive || config.history_length == 0 {
+            return VecDeque::new();
+        }
+        let query = ArchiveQuery { limit: Some(config.history_length), reverse: true, ..ArchiveQuery::default() };
+        let page = match self.archive.find(node, &query).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(room = node, error = %e, "muc: reading history failed");
+                return VecDeque::new();
+            }
+        };
+        page.items
+            .iter()
+            .filter_map(|item| {
+                let el = Element::parse(&item.value.data).ok()?;
+                let stanza = Stanza::new(StanzaKind::Message, el);
+                let chars = item.value.data.len();
+                Some(HistoryItem { stanza, when: item.when, chars })
+            })
+            .collect()
+    }
+}
+
+fn result_message(room: &Room, item: &ArchivedItem, query_id: Option<&str>, to: &Jid) -> Option<Stanza> {
+    let archived = Element::parse(&item.value.data).ok()?;
+    let forwarded = Element::new("forwarded", NS_FORWARD)
+        .with_child(Element::new("delay", ns::DELAY).with_attr("stamp", datetime(item.when)))
+        .with_child(archived);
+    let mut result = Element::new("result", NS_MAM).with_attr("id", item.key.as_str()).with_child(forwarded);
+    if let Some(id) = query_id {
+        result.set_attr("queryid", id);
+    }
+    let el = Element::new("message", crate::module_api::NS_CLIENT).with_child(result);
+    let mut message = Stanza::new(StanzaKind::Message, el);
+    message.set_from(&Jid::from(room.jid.clone()));
+    message.set_to(to);
+    Some(message)
+}
+
+fn mam_error(e: crate::module_api::StorageError) -> StanzaError {
+    match e {
+        crate::module_api::StorageError::ItemNotFound(id) => {
+            StanzaError::item_not_found().with_text(format!("no archived message '{id}'"))
+        }
+        e => super::internal(e),
+    }
+}

@@ -1,0 +1,414 @@
+//! Presence to `room/nick`: entering (XEP-0045 §7.2), presence changes (§7.7), nick changes
+//! (§7.6) and leaving (§7.14), and room creation on first entry (§10.1).
+//!
+//! Entering, in the order the XEP requires: the presence of each occupant already there, the
+//! newcomer's presence to the others, the newcomer's own presence (status 110 and the codes
+//! that describe the room), the discussion history with `<delay/>`, and last the subject,
+//! which tells the client that the history is over. A client that enters without the MUC
+//! element (groupchat 1.0, still used by simple bots) is let in the same way; if it creates
+//! the room, the room is instant (unlocked), as §10.1.3 suggests.
+
+use super::occupant::{ItemInfo, occupant_id, presence_of, user_x};
+use super::room::{Affiliation, HistoryItem, Occupant, Role, Room, RoomConfig, Saved, Visit, Whois};
+use super::{Muc, NS_MUC, NS_USER, registration_required};
+use crate::module_api::{
+    BareJid, Element, ErrorType, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, datetime, now_micros, ns,
+    parse_datetime, random_id,
+};
+
+/// The codes of an occupant's own presence on entering (§7.2.3, §7.2.12, §10.1.1).
+fn entry_codes(room: &Room, created: bool) -> Vec<u16> {
+    let mut codes = vec![110];
+    if room.config().whois == Whois::Anyone {
+        codes.push(100);
+    }
+    if room.config().archive {
+        codes.push(170);
+    }
+    if created {
+        codes.push(201);
+    }
+    codes
+}
+
+impl Muc {
+    pub(super) async fn presence(&self, node: &str, room_jid: BareJid, nick: String, from: FullJid, stanza: Stanza) {
+        let entering = stanza.type_attr().is_none();
+        for _ in 0..3 {
+            let (lock, created) = match self.room(node).await {
+                Some(lock) => (lock, false),
+                None if !entering => return,
+                None if !self.may_create(&from.to_bare()) => {
+                    let error = StanzaError::not_allowed().with_text("rooms are created by local users only");
+                    return self.refuse(&stanza, error).await;
+                }
+                None => {
+                    let instant = !stanza.el().has_child("x", NS_MUC);
+                    let fresh = self.new_room(room_jid.clone(), &from.to_bare(), instant);
+                    let lock = self.create(node, fresh);
+                    let created = lock.lock().await.occupants.is_empty();
+                    (lock, created)
+                }
+            };
+            let mut room = lock.lock().await;
+            if room.gone {
+                continue; // destroyed or unloaded meanwhile: look again
+            }
+            let out = self.presence_in(&mut room, nick, from, &stanza, created).await;
+            self.release_if_empty(&mut room);
+            // Sent under the room's lock, so every occupant sees the room's order.
+            return self.send_all(out).await;
+        }
+    }
+
+    fn new_room(&self, jid: BareJid, creator: &BareJid, instant: bool) -> Room {
+        let config = RoomConfig {
+            max_occupants: self.options.max_occupants,
+            history_length: self.options.history_length,
+            offline_members: self.options.offline_members,
+            ..RoomConfig::default()
+        };
+        let saved = Saved { config, occupant_id_secret: random_id(24), ..Saved::default() };
+        let mut room = Room::new(jid, saved);
+        room.set_affiliation(creator, Affiliation::Owner);
+        room.locked = !instant;
+        room
+    }
+
+    /// An empty room leaves memory: a temporary one is gone for good, a persistent one is
+    /// loaded again when next addressed.
+    pub(super) fn release_if_empty(&self, room: &mut Room) {
+        if room.occupants.is_empty() && !room.gone {
+            room.gone = true;
+            self.unload(room.jid.node().map(|n| n.as_str()).unwrap_or_default());
+        }
+    }
+
+    /// Sends what a room operation produced, in order.
+    pub(super) async fn send_all(&self, out: Vec<Stanza>) {
+        for stanza in out {
+            self.deliver(stanza).await;
+        }
+    }
+
+    async fn presence_in(
+        &self,
+        room: &mut Room,
+        nick: String,
+        from: FullJid,
+        stanza: &Stanza,
+        created: bool,
+    ) -> Vec<Stanza> {
+        let kind = stanza.type_attr().map(str::to_owned);
+        let mut out = Vec::new();
+        if let Some(current) = room.by_session.get(&from).cloned() {
+            match kind.as_deref() {
+                Some("unavailable" | "error") => self.leave(room, &from, stanza.el(), &mut out),
+                None if current == nick => update(room, &from, stanza.el(), &mut out),
+                None => change_nick(room, &from, &current, nick, stanza, &mut out),
+                _ => {}
+            }
+            return out;
+        }
+        if kind.is_some() {
+            return out;
+        }
+        match self.admit(room, &nick, &from, stanza) {
+            Ok(()) => enter(room, nick, from, stanza, created, &mut out),
+            Err(error) => out.extend(error.reply_to(stanza)),
+        }
+        out
+    }
+
+    /// The entry checks of §7.2.
+    fn admit(&self, room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<(), StanzaError> {
+        let account = from.to_bare();
+        let affiliation = room.affiliation(&account);
+        if room.locked && affiliation != Affiliation::Owner {
+            // §10.1.2: a room waiting for its configuration does not exist for others.
+            return Err(StanzaError::item_not_found().with_text("this room is not configured yet"));
+        }
+        if affiliation == Affiliation::Outcast {
+            return Err(StanzaError::forbidden().with_text("you are banned from this room"));
+        }
+        if !room.may_enter(affiliation) {
+            return Err(registration_required().with_text("this room is for members only"));
+        }
+        if let Some(password) = &room.config().password
+            && affiliation != Affiliation::Owner
+        {
+            let given = stanza.el().get_child("x", NS_MUC).and_then(|x| x.get_child("password", NS_MUC));
+            if given.map(|p| p.text()).as_deref() != Some(password.as_str()) {
+                return Err(StanzaError::not_authorized().with_text("a password is needed for this room"));
+            }
+        }
+        match room.occupants.get(nick) {
+            Some(other) if other.account != account => {
+                return Err(StanzaError::conflict().with_text("that nickname is in use"));
+            }
+            Some(_) => return Ok(()), // another session of the same occupant
+            None => {}
+        }
+        if room.occupants.len() >= room.config().max_occupants && affiliation < Affiliation::Admin {
+            return Err(StanzaError::new(ErrorType::Wait, "service-unavailable").with_text("the room is full"));
+        }
+        Ok(())
+    }
+
+    /// Removes one session from the room (§7.14).
+    pub(super) fn leave(&self, room: &mut Room, from: &FullJid, presence: &Element, out: &mut Vec<Stanza>) {
+        let Some(nick) = room.by_session.remove(from) else { return };
+        let Some(occupant) = room.occupants.get_mut(&nick) else { return };
+        occupant.visits.retain(|v| &v.jid != from);
+        let status: Vec<Element> = presence.child_elements().filter(|c| c.is("status", NS_CLIENT)).cloned().collect();
+        if !room.occupants.get(&nick).is_some_and(|o| o.visits.is_empty()) {
+            // Another session stays under this nick: only this one is told it left.
+            if let Some(occupant) = room.occupants.get(&nick) {
+                out.push(gone_presence(room, occupant, from, from, &[110], None, &status));
+            }
+            return;
+        }
+        if let Some(occupant) = room.occupants.remove(&nick) {
+            announce_departure(room, &occupant, from, &[], None, &status, out);
+        }
+    }
+}
+
+/// Tells everyone that an occupant left (with `codes` for a kick, ban or nick change, and
+/// `extra` children of the `<x/>` such as `<actor/>` and `<reason/>`); the occupant's own
+/// sessions (`own` among them) get 110 as well.
+pub(super) fn announce_departure(
+    room: &Room,
+    occupant: &Occupant,
+    own: &FullJid,
+    codes: &[u16],
+    extra: Option<&Element>,
+    status: &[Element],
+    out: &mut Vec<Stanza>,
+) {
+    let mut with_110 = vec![110];
+    with_110.extend_from_slice(codes);
+    for (jid, role) in room.sessions() {
+        if jid == own || occupant.visits.iter().any(|v| &v.jid == jid) {
+            continue;
+        }
+        let mut copy = gone_presence(room, occupant, own, jid, codes, extra, status);
+        if !room.shows_real_jids_to(role) {
+            strip_item_jid(&mut copy);
+        }
+        out.push(copy);
+    }
+    let mut own_sessions: Vec<&FullJid> = occupant.visits.iter().map(|v| &v.jid).collect();
+    if !own_sessions.contains(&own) {
+        own_sessions.push(own);
+    }
+    for jid in own_sessions {
+        out.push(gone_presence(room, occupant, own, jid, &with_110, extra, status));
+    }
+}
+
+fn strip_item_jid(stanza: &mut Stanza) {
+    if let Some(item) = stanza.el_mut().get_child_mut("x", NS_USER).and_then(|x| x.get_child_mut("item", NS_USER)) {
+        item.remove_attr("jid");
+    }
+}
+
+/// `<presence type='unavailable'/>` from the occupant JID (whose session `real` left) to
+/// `to`, role none.
+fn gone_presence(
+    room: &Room,
+    occupant: &Occupant,
+    real: &FullJid,
+    to: &FullJid,
+    codes: &[u16],
+    extra: Option<&Element>,
+    status: &[Element],
+) -> Stanza {
+    let mut el = Element::new("presence", NS_CLIENT).with_attr("type", "unavailable");
+    for s in status {
+        el.push_child(s.clone());
+    }
+    let affiliation = room.affiliation(&occupant.account);
+    let item = ItemInfo { affiliation, role: Role::None, jid: Some(real), nick: None };
+    let mut x = user_x(&item, codes);
+    if let Some(extra) = extra {
+        for child in extra.child_elements() {
+            if let Some(item) = x.get_child_mut("item", NS_USER) {
+                if child.name == "nick" {
+                    item.set_attr("nick", child.text());
+                } else {
+                    item.push_child(child.clone());
+                }
+            }
+        }
+    }
+    el.push_child(x);
+    el.push_child(Element::new("occupant-id", super::NS_OCCUPANT_ID).with_attr("id", occupant.occupant_id.as_str()));
+    let mut stanza = Stanza::new(StanzaKind::Presence, el);
+    if let Some(from) = room.occupant_jid(&occupant.nick) {
+        stanza.set_from(&Jid::from(from));
+    }
+    stanza.set_to(&Jid::from(to.clone()));
+    stanza
+}
+
+fn enter(room: &mut Room, nick: String, from: FullJid, stanza: &Stanza, created: bool, out: &mut Vec<Stanza>) {
+    let account = from.to_bare();
+    let affiliation = room.affiliation(&account);
+    let role = room.default_role(affiliation);
+    let mut presence = stanza.el().clone();
+    presence.remove_attr("to");
+    presence.remove_attr("from");
+    let visit = Visit { jid: from.clone(), presence };
+    match room.occupants.get_mut(&nick) {
+        Some(occupant) => occupant.visits.push(visit),
+        None => {
+            let id = occupant_id(&room.saved.occupant_id_secret, &account);
+            let occupant =
+                Occupant { nick: nick.clone(), account, role, visits: vec![visit], occupant_id: id, views: None };
+            room.occupants.insert(nick.clone(), occupant);
+        }
+    }
+    room.by_session.insert(from.clone(), nick.clone());
+    room.refresh(&nick);
+    let to_self = Jid::from(from.clone());
+    for (other, occupant) in &room.occupants {
+        if *other != nick
+            && let Some(views) = &occupant.views
+        {
+            let mut copy = views.for_viewer(room, role).clone();
+            copy.set_to(&to_self);
+            out.push(copy);
+        }
+    }
+    broadcast_presence(room, &nick, Some(&from), out);
+    if let Some(occupant) = room.occupants.get(&nick) {
+        let mut own = presence_of(room, occupant, true, &entry_codes(room, created));
+        own.set_to(&to_self);
+        out.push(own);
+    }
+    if !created {
+        let history = stanza.el().get_child("x", NS_MUC).and_then(|x| x.get_child("history", NS_MUC));
+        out.extend(history_for(room, history, &from));
+    }
+    out.push(subject_message(room, &from));
+}
+
+/// Sends the occupant's current presence to every session in the room except `except`;
+/// the occupant's own other sessions get it with 110.
+pub(super) fn broadcast_presence(room: &Room, nick: &str, except: Option<&FullJid>, out: &mut Vec<Stanza>) {
+    let Some(occupant) = room.occupants.get(nick) else { return };
+    let Some(views) = &occupant.views else { return };
+    for (jid, role) in room.sessions() {
+        if Some(jid) == except {
+            continue;
+        }
+        let mut copy = if occupant.visits.iter().any(|v| &v.jid == jid) {
+            presence_of(room, occupant, true, &[110])
+        } else {
+            views.for_viewer(room, role).clone()
+        };
+        copy.set_to(&Jid::from(jid.clone()));
+        out.push(copy);
+    }
+}
+
+/// A presence change of an occupant (§7.7): kept and broadcast, the sender included.
+fn update(room: &mut Room, from: &FullJid, presence: &Element, out: &mut Vec<Stanza>) {
+    let Some(nick) = room.by_session.get(from).cloned() else { return };
+    if let Some(occupant) = room.occupants.get_mut(&nick) {
+        let mut presence = presence.clone();
+        presence.remove_attr("to");
+        presence.remove_attr("from");
+        if let Some(pos) = occupant.visits.iter().position(|v| &v.jid == from) {
+            let mut visit = occupant.visits.remove(pos);
+            visit.presence = presence;
+            occupant.visits.push(visit); // the latest presence is the one shown
+        }
+    }
+    room.refresh(&nick);
+    broadcast_presence(room, &nick, None, out);
+}
+
+/// A nick change (§7.6): unavailable from the old nick with 303 and the new nick, then
+/// available from the new one.
+fn change_nick(room: &mut Room, from: &FullJid, old: &str, new: String, stanza: &Stanza, out: &mut Vec<Stanza>) {
+    let account = from.to_bare();
+    if room.occupants.get(&new).is_some_and(|o| o.account != account) {
+        out.extend(StanzaError::conflict().with_text("that nickname is in use").reply_to(stanza));
+        return;
+    }
+    if room.occupants.contains_key(&new) || room.occupants.get(old).is_some_and(|o| o.visits.len() > 1) {
+        let error = StanzaError::not_acceptable().with_text("a nick shared by several sessions cannot change");
+        out.extend(error.reply_to(stanza));
+        return;
+    }
+    let Some(mut occupant) = room.occupants.get(old).cloned() else { return };
+    let extra = Element::new("x", NS_USER).with_child(Element::new("nick", NS_USER).with_text(new.as_str()));
+    announce_departure(room, &occupant, from, &[303], Some(&extra), &[], out);
+    room.occupants.remove(old);
+    occupant.nick = new.clone();
+    room.occupants.insert(new.clone(), occupant);
+    room.by_session.insert(from.clone(), new.clone());
+    update(room, from, stanza.el(), out);
+}
+
+/// The history an entering occupant asked for (§7.2.15): at most `maxstanzas` messages,
+/// `maxchars` characters, none older than `seconds` or `since`.
+fn history_for(room: &Room, request: Option<&Element>, to: &FullJid) -> Vec<Stanza> {
+    let number = |name: &str| request.and_then(|h| h.attr(name)).and_then(|v| v.parse::<u64>().ok());
+    let max_stanzas = number("maxstanzas").map(|n| n as usize).unwrap_or(usize::MAX);
+    let max_chars = number("maxchars").map(|n| n as usize).unwrap_or(usize::MAX);
+    let now = now_micros();
+    let mut oldest = number("seconds").map(|s| now - (s.min(i64::MAX as u64 / 1_000_000) as i64) * 1_000_000);
+    if let Some(since) = request.and_then(|h| h.attr("since")).and_then(parse_datetime) {
+        oldest = Some(oldest.map_or(since, |o| o.max(since)));
+    }
+    let mut chars = 0usize;
+    let mut picked: Vec<&HistoryItem> = Vec::new();
+    for item in room.history.iter().rev() {
+        if picked.len() >= max_stanzas || oldest.is_some_and(|o| item.when < o) {
+            break;
+        }
+        chars += item.chars;
+        if chars > max_chars {
+            break;
+        }
+        picked.push(item);
+    }
+    let to = Jid::from(to.clone());
+    picked
+        .into_iter()
+        .rev()
+        .map(|item| {
+            let mut copy = item.stanza.clone();
+            copy.el_mut().push_child(
+                Element::new("delay", ns::DELAY)
+                    .with_attr("from", room.jid.as_str())
+                    .with_attr("stamp", datetime(item.when)),
+            );
+            copy.set_to(&to);
+            copy
+        })
+        .collect()
+}
+
+/// The subject message that ends the entry (§7.2.15): an empty `<subject/>` when none is set.
+pub(super) fn subject_message(room: &Room, to: &FullJid) -> Stanza {
+    let (text, by) = match &room.saved.subject {
+        Some(subject) => (subject.text.as_str(), subject.by.as_str()),
+        None => ("", ""),
+    };
+    let mut el = Element::new("message", NS_CLIENT).with_attr("type", "groupchat");
+    el.set_attr("id", random_id(9));
+    el.push_child(Element::new("subject", NS_CLIENT).with_text(text));
+    let mut stanza = Stanza::new(StanzaKind::Message, el);
+    let from = if by.is_empty() {
+        Jid::from(room.jid.clone())
+    } else {
+        room.occupant_jid(by).map(Jid::from).unwrap_or_else(|| Jid::from(room.jid.clone()))
+    };
+    stanza.set_from(&from);
+    stanza.set_to(&Jid::from(to.clone()));
+    stanza
+}

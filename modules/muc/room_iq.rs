@@ -1,0 +1,128 @@
+//! IQs to a room and to occupants: disco#info and #items of the room (XEP-0045 §6.4, §6.5),
+//! ping, the admin (§8, §9) and owner (§10) protocols, archive queries (XEP-0313 §4 on the
+//! room JID), and self-pings to one's own occupant JID (XEP-0410).
+
+use super::room::Room;
+use super::{Muc, NS_ADMIN, NS_MUC, NS_OCCUPANT_ID, NS_OWNER, form};
+use crate::module_api::{Element, FullJid, Jid, Stanza, StanzaError, iq_reply, ns};
+
+/// What an IQ handler of a room gives back: the reply and stanzas for others, in order.
+pub(super) struct IqOutcome {
+    pub reply: Result<Option<Element>, StanzaError>,
+    pub out: Vec<Stanza>,
+}
+
+impl From<Result<Option<Element>, StanzaError>> for IqOutcome {
+    fn from(reply: Result<Option<Element>, StanzaError>) -> IqOutcome {
+        IqOutcome { reply, out: Vec::new() }
+    }
+}
+
+impl Muc {
+    pub(super) async fn iq(&self, node: &str, nick: Option<String>, stanza: Stanza) {
+        if !matches!(stanza.type_attr(), Some("get" | "set")) {
+            return; // results and errors to a room answer nothing the room asked
+        }
+        let Some(Ok(from)) = stanza.from().map(Jid::try_into_full) else { return };
+        let Some(lock) = self.room(node).await else {
+            return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
+        };
+        let mut room = lock.lock().await;
+        if room.gone {
+            drop(room);
+            return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
+        }
+        let outcome = match nick {
+            None => self.room_iq(&mut room, &from, &stanza).await,
+            Some(nick) => occupant_iq(&room, &nick, &from, &stanza).into(),
+        };
+        let mut out = outcome.out;
+        out.extend(iq_reply(&stanza, outcome.reply));
+        self.release_if_empty(&mut room);
+        self.send_all(out).await;
+    }
+
+    async fn room_iq(&self, room: &mut Room, from: &FullJid, stanza: &Stanza) -> IqOutcome {
+        let Some(payload) = stanza.el().first_child_element() else {
+            return Err(StanzaError::bad_request()).into();
+        };
+        let get = stanza.type_attr() == Some("get");
+        if room.locked && payload.ns != NS_OWNER && room.affiliation(&from.to_bare()) != super::room::Affiliation::Owner
+        {
+            return Err(StanzaError::item_not_found().with_text("no such room")).into();
+        }
+        match (get, payload.name.as_str(), payload.ns.as_str()) {
+            (true, "query", ns::DISCO_INFO) if payload.attr("node").is_none() => Ok(Some(disco_info(room))).into(),
+            (true, "query", ns::DISCO_ITEMS) => Ok(Some(disco_items(room, from))).into(),
+            (true, "ping", ns::PING) => Ok(None).into(),
+            (_, "query", NS_ADMIN) => self.admin(room, from, payload, get).await,
+            (_, "query", NS_OWNER) => self.owner(room, from, payload, get).await,
+            (_, "query", super::archive::NS_MAM) => self.archive_query(room, from, payload, get).await,
+            _ => Err(StanzaError::service_unavailable()).into(),
+        }
+    }
+}
+
+/// The room's disco#info: identity, the features that describe it, and `muc#roominfo`.
+fn disco_info(room: &Room) -> Element {
+    let name = if room.config().name.is_empty() {
+        room.jid.node().map(|n| n.as_str().to_owned()).unwrap_or_default()
+    } else {
+        room.config().name.clone()
+    };
+    let mut query = Element::new("query", ns::DISCO_INFO).with_child(
+        Element::new("identity", ns::DISCO_INFO)
+            .with_attr("category", "conference")
+            .with_attr("type", "text")
+            .with_attr("name", name),
+    );
+    let mut features = vec![NS_MUC, ns::DISCO_INFO, ns::PING, NS_OCCUPANT_ID, ns::SID, "muc_stable_id"];
+    if room.config().archive {
+        features.push(super::archive::NS_MAM);
+    }
+    features.extend(form::features(room.config()));
+    for feature in features {
+        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", feature));
+    }
+    let subject = room.saved.subject.as_ref().map(|s| s.text.as_str()).unwrap_or_default();
+    query.push_child(form::room_info(room.config(), room.occupants.len(), subject));
+    query
+}
+
+/// The room's disco#items: the occupant JIDs, to occupants only (§6.5 lets a room keep its
+/// occupants private from outsiders).
+fn disco_items(room: &Room, from: &FullJid) -> Element {
+    let mut query = Element::new("query", ns::DISCO_ITEMS);
+    if room.occupant_of(from).is_some() {
+        let mut nicks: Vec<&String> = room.occupants.keys().collect();
+        nicks.sort();
+        for nick in nicks {
+            if let Some(jid) = room.occupant_jid(nick) {
+                query.push_child(Element::new("item", ns::DISCO_ITEMS).with_attr("jid", jid.as_str()));
+            }
+        }
+    }
+    query
+}
+
+/// An IQ to an occupant JID. A ping to one's own occupant JID is the XEP-0410 self-ping,
+/// answered by the room: a result while the session is in the room under that nick,
+/// `not-acceptable` otherwise. Other IQs between occupants are not relayed.
+fn occupant_iq(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<Option<Element>, StanzaError> {
+    let payload = stanza.el().first_child_element();
+    let joined_as = room.by_session.get(from);
+    if joined_as.is_none() {
+        return Err(StanzaError::not_acceptable().with_text("you are not in this room"));
+    }
+    if payload.is_some_and(|p| p.is("ping", ns::PING)) {
+        if joined_as.map(String::as_str) == Some(nick) {
+            return Ok(None);
+        }
+        if room.occupants.contains_key(nick) {
+            // The occupant is there; the room vouches for it rather than relaying the ping.
+            return Ok(None);
+        }
+        return Err(StanzaError::item_not_found().with_text("no such occupant"));
+    }
+    Err(StanzaError::service_unavailable().with_text("IQs between occupants are not relayed"))
+}
