@@ -1,8 +1,9 @@
 //! Interop with a client library we did not write: slixmpp (PyPI) logs two accounts in over
 //! STARTTLS with SCRAM, subscribes both ways, checks presence and exchanges 200 messages each
 //! way (conformance/interop/slixmpp_chat.py); and it receives offline messages, carbons on two
-//! resources and archive pages (conformance/interop/slixmpp_delivery.py). Skipped when slixmpp
-//! is not installed, unless STARLING_REQUIRE_SERVICES=1.
+//! resources and archive pages (conformance/interop/slixmpp_delivery.py); and it creates,
+//! configures and talks in a multi-user chat room (conformance/interop/slixmpp_muc.py). Skipped
+//! when slixmpp is not installed, unless STARLING_REQUIRE_SERVICES=1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -50,6 +51,14 @@ async fn slixmpp_clients_subscribe_and_exchange_200_messages_each_way() {
 async fn slixmpp_gets_offline_messages_carbons_and_pages_through_the_archive() {
     let Some(stdout) = run_script("slixmpp_delivery.py", &[]).await else { return };
     for part in ["20 offline messages", "carbons", "archive query paged"] {
+        assert!(stdout.contains(&format!("PASS: {part}")), "{part} missing:\n{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_creates_configures_and_talks_in_a_room() {
+    let Some(stdout) = run_script("slixmpp_muc.py", &[]).await else { return };
+    for part in ["room created", "members-only", "six group messages", "subject changed", "A sees B go away"] {
         assert!(stdout.contains(&format!("PASS: {part}")), "{part} missing:\n{stdout}");
     }
 }

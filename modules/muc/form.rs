@@ -9,7 +9,7 @@ use crate::module_api::{Element, StanzaError, ns};
 
 pub const ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 pub const ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
-/// Starling's own field: members not in the room get messages in their offline store.
+/// Starling's own field: members not in the room get messages through their inbox.
 pub const OFFLINE_MEMBERS: &str = "starling#offline_members";
 
 fn field(var: &str, kind: &str, label: &str, values: &[&str]) -> Element {

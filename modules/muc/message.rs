@@ -5,8 +5,9 @@
 //! client put in naming the room are removed first) and the sender's occupant id
 //! (XEP-0421), then, in this order: queued into the room archive, kept for history, sent to
 //! every session in the room, and, in a members-only room with `offline_members` on, queued
-//! into the offline store of each member with no session in the room, where their next login
-//! finds it. The archive and offline writes go through the group commit, so the sender's
+//! into the inbox of each member with no session in the room: their available clients get it
+//! now, and it waits in the offline store until one of their clients has it (a client that
+//! is offline gets it at its next login). The archive and offline writes go through the group commit, so the sender's
 //! stream-management acknowledgement means they are on disk.
 
 use super::room::{Affiliation, AllowPm, HistoryItem, Role, Room, Subject};
@@ -103,13 +104,7 @@ impl Muc {
         if has_body && room.config().members_only && room.config().offline_members {
             self.keep_for_absent_members(room, &message, &key).await;
         }
-        room.sessions()
-            .map(|(jid, _)| {
-                let mut copy = message.clone();
-                copy.set_to(&Jid::from(jid.clone()));
-                copy
-            })
-            .collect()
+        room.copies_for_all(&message)
     }
 
     /// Queues the message into the offline store of each member on a local domain who has no

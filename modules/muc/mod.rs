@@ -1,6 +1,7 @@
 //! Multi-user chat (XEP-0045) as a component on its own domain, `conference.<domain>` by
 //! default, with WhatsApp-style groups: in a members-only room, a member who is not in the
-//! room still gets every message, in the offline store, for the next login.
+//! room still gets every message, through the inbox (live to available clients, stored for
+//! the next login).
 //!
 //! Flow: the router hands every stanza addressed to the service domain to [`Muc`] (a
 //! [`Component`]). Stanzas to the service itself are disco and ping; stanzas to a room are
@@ -11,7 +12,8 @@
 //! - messages to the room are broadcast, archived and kept for history and absent members;
 //!   messages to `room/nick` are private messages; invitations are mediated ([`message`]);
 //! - IQs to the room are disco, the admin and owner protocols and archive queries ([`admin`],
-//!   [`owner`], [`archive`]); IQs to `room/nick` are self-pings (XEP-0410).
+//!   [`owner`], [`archive`]) and moderation ([`moderate`], XEP-0425); IQs to `room/nick` are
+//!   self-pings (XEP-0410).
 //!
 //! A broadcast is built once: one body with its wire bytes, copied per recipient with only
 //! `to` changed. Each occupant's presence is built when it changes and kept, so an entering
@@ -24,11 +26,14 @@ mod admin;
 mod archive;
 mod form;
 mod message;
+mod moderate;
 mod occupant;
 mod owner;
 mod presence;
 mod room;
 mod room_iq;
+#[cfg(test)]
+mod tests;
 
 use crate::module_api::{
     Archive, BareJid, BoxFuture, Component, ConfigDuration, Element, ErrorType, Jid, KeyVal, ModuleDescriptor,
@@ -44,7 +49,7 @@ use std::time::Duration;
 /// The module descriptor.
 pub static MODULE: ModuleDescriptor = ModuleDescriptor {
     name: "muc",
-    xeps: &["XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421"],
+    xeps: &["XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421", "XEP-0425"],
     depends: &["offline", "mam"],
     default_enabled: true,
     check_config: check_section::<Options>,

@@ -172,12 +172,5 @@ fn status_message(room: &Room, codes: &[u16]) -> Vec<Stanza> {
         Element::new("message", NS_CLIENT).with_attr("type", "groupchat").with_attr("id", random_id(9)).with_child(x);
     let mut message = Stanza::new(StanzaKind::Message, el);
     message.set_from(&Jid::from(room.jid.clone()));
-    message.prepare_wire();
-    room.sessions()
-        .map(|(jid, _)| {
-            let mut copy = message.clone();
-            copy.set_to(&Jid::from(jid.clone()));
-            copy
-        })
-        .collect()
+    room.copies_for_all(&message)
 }

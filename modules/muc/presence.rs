@@ -355,7 +355,7 @@ fn change_nick(room: &mut Room, from: &FullJid, old: &str, new: String, stanza: 
 
 /// The history an entering occupant asked for (§7.2.15): at most `maxstanzas` messages,
 /// `maxchars` characters, none older than `seconds` or `since`.
-fn history_for(room: &Room, request: Option<&Element>, to: &FullJid) -> Vec<Stanza> {
+pub(super) fn history_for(room: &Room, request: Option<&Element>, to: &FullJid) -> Vec<Stanza> {
     let number = |name: &str| request.and_then(|h| h.attr(name)).and_then(|v| v.parse::<u64>().ok());
     let max_stanzas = number("maxstanzas").map(|n| n as usize).unwrap_or(usize::MAX);
     let max_chars = number("maxchars").map(|n| n as usize).unwrap_or(usize::MAX);

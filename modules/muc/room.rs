@@ -120,7 +120,7 @@ pub struct RoomConfig {
     pub change_subject: bool,
     /// Messages go to the room archive (XEP-0313 on the room JID).
     pub archive: bool,
-    /// Members with no occupant in the room get each message in their offline store (only
+    /// Members with no occupant in the room get each message through their inbox (only
     /// in members-only rooms).
     pub offline_members: bool,
 }
@@ -276,6 +276,19 @@ impl Room {
     /// Every session in the room with the role of its occupant.
     pub fn sessions(&self) -> impl Iterator<Item = (&FullJid, Role)> {
         self.occupants.values().flat_map(|o| o.visits.iter().map(move |v| (&v.jid, o.role)))
+    }
+
+    /// A copy of `stanza` for every session in the room; the copies share one body and its
+    /// wire bytes, made once here.
+    pub fn copies_for_all(&self, stanza: &Stanza) -> Vec<Stanza> {
+        stanza.prepare_wire();
+        self.sessions()
+            .map(|(jid, _)| {
+                let mut copy = stanza.clone();
+                copy.set_to(&crate::module_api::Jid::from(jid.clone()));
+                copy
+            })
+            .collect()
     }
 
     /// Keeps a broadcast message for history, dropping the oldest beyond the configured length.

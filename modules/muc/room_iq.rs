@@ -57,6 +57,7 @@ impl Muc {
             (true, "ping", ns::PING) => Ok(None).into(),
             (_, "query", NS_ADMIN) => self.admin(room, from, payload, get).await,
             (_, "query", NS_OWNER) => self.owner(room, from, payload, get).await,
+            (false, "moderate", super::moderate::NS_MODERATE) => self.moderate(room, from, payload).await,
             (_, "query", super::archive::NS_MAM) => self.archive_query(room, from, payload, get).await,
             _ => Err(StanzaError::service_unavailable()).into(),
         }
@@ -77,6 +78,7 @@ fn disco_info(room: &Room) -> Element {
             .with_attr("name", name),
     );
     let mut features = vec![NS_MUC, ns::DISCO_INFO, ns::PING, NS_OCCUPANT_ID, ns::SID, "muc_stable_id"];
+    features.push(super::moderate::NS_MODERATE);
     if room.config().archive {
         features.push(super::archive::NS_MAM);
     }

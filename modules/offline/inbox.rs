@@ -203,7 +203,8 @@ impl Inbox {
         Flow::Handled
     }
 
-    /// Queues a message another module keeps for the account (see `OfflineStore`). A
+    /// Queues a message another module keeps for the account (see `OfflineStore`) and sends
+    /// it to the account's available clients, as for a message to the bare JID. A
     /// `<stanza-id/>` naming the account, with the same key, makes step 3 find it.
     pub(super) async fn keep(&self, account: &BareJid, message: &Stanza, key: &str) {
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
@@ -212,7 +213,16 @@ impl Inbox {
         add_stanza_id(&mut stanza, account.as_str(), key);
         let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
         let value = Value::xml(stanza.to_element().to_bytes(""));
+        let lock = self.lock_for(user);
+        let _guard = lock.lock().await;
         self.stored.append_queued(user, NewItem { key: Some(key.to_owned()), when: now_micros(), with, value }).await;
+        for session in self.server.sessions_of(account) {
+            if session.takes_live_messages() && session.priority() >= 0 {
+                let mut copy = stanza.clone();
+                copy.set_to(&Jid::from(session.jid.clone()));
+                session.send(copy);
+            }
+        }
     }
 
     /// Step 3: messages a client has leave the inbox; a record of each stays.

@@ -129,9 +129,10 @@ pub struct OfflineStore(Arc<Offline>);
 
 impl OfflineStore {
     /// Queues `message` into `account`'s inbox under `key` (the key must be unique in the
-    /// account's inbox; rooms use their stanza-id). It is sent at the account's next initial
-    /// presence and leaves the inbox like any stored message. No quota applies: the room
-    /// decided to keep it, and the retention expiry bounds it.
+    /// account's inbox; rooms use their stanza-id) and sends it to the account's available
+    /// clients. Until a client has it, it is sent again at each initial presence; then it
+    /// leaves the inbox like any stored message. No quota applies: the room decided to keep
+    /// it, and the retention expiry bounds it.
     pub async fn keep(&self, account: &BareJid, message: &Stanza, key: &str) {
         self.0.inbox.keep(account, message, key).await;
     }
