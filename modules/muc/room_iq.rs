@@ -1,6 +1,7 @@
 //! IQs to a room and to occupants: disco#info and #items of the room (XEP-0045 §6.4, §6.5),
 //! ping, the admin (§8, §9) and owner (§10) protocols, archive queries (XEP-0313 §4 on the
-//! room JID), and self-pings to one's own occupant JID (XEP-0410).
+//! room JID), self-pings to one's own occupant JID (XEP-0410), and IQs between occupants,
+//! relayed with an id that carries the requester so that the answer finds its way back.
 
 use super::room::Room;
 use super::{Muc, NS_ADMIN, NS_MUC, NS_OCCUPANT_ID, NS_OWNER, form};
@@ -20,7 +21,8 @@ impl From<Result<Option<Element>, StanzaError>> for IqOutcome {
 
 impl Muc {
     pub(super) async fn iq(&self, node: &str, nick: Option<String>, stanza: Stanza) {
-        if !matches!(stanza.type_attr(), Some("get" | "set")) {
+        let request = matches!(stanza.type_attr(), Some("get" | "set"));
+        if !request && nick.is_none() {
             return; // results and errors to a room answer nothing the room asked
         }
         let Some(Ok(from)) = stanza.from().map(Jid::try_into_full) else { return };
@@ -32,12 +34,20 @@ impl Muc {
             drop(room);
             return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
         }
-        let outcome = match nick {
-            None => self.room_iq(&mut room, &from, &stanza).await,
-            Some(nick) => occupant_iq(&room, &nick, &from, &stanza).into(),
+        let out = match nick {
+            None => {
+                let outcome = self.room_iq(&mut room, &from, &stanza).await;
+                let mut out = outcome.out;
+                out.extend(iq_reply(&stanza, outcome.reply));
+                out
+            }
+            Some(nick) if !request => relay_answer(&room, &nick, &from, &stanza).into_iter().collect(),
+            Some(nick) => match occupant_iq(&room, &nick, &from, &stanza) {
+                Ok(Some(relayed)) => vec![relayed],
+                Ok(None) => iq_reply(&stanza, Ok(None)).into_iter().collect(),
+                Err(error) => iq_reply(&stanza, Err(error)).into_iter().collect(),
+            },
         };
-        let mut out = outcome.out;
-        out.extend(iq_reply(&stanza, outcome.reply));
         self.release_if_empty(&mut room);
         self.send_all(out).await;
     }
@@ -107,24 +117,53 @@ fn disco_items(room: &Room, from: &FullJid) -> Element {
     query
 }
 
-/// An IQ to an occupant JID. A ping to one's own occupant JID is the XEP-0410 self-ping,
-/// answered by the room: a result while the session is in the room under that nick,
-/// `not-acceptable` otherwise. Other IQs between occupants are not relayed.
-fn occupant_iq(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<Option<Element>, StanzaError> {
-    let payload = stanza.el().first_child_element();
-    let joined_as = room.by_session.get(from);
-    if joined_as.is_none() {
+/// An IQ request to an occupant JID. A ping to one's own occupant JID is the XEP-0410
+/// self-ping, answered by the room: a result while the session is in the room under that
+/// nick, `not-acceptable` when it is not in the room. Other requests from occupants are
+/// relayed to the addressee's latest session, from the requester's occupant JID, so real JIDs
+/// stay hidden (clients fetch occupants' vCard avatars this way, XEP-0153):
+/// `Ok(Some(request))` is the relayed copy, `Ok(None)` a result.
+fn occupant_iq(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<Option<Stanza>, StanzaError> {
+    let Some(joined_as) = room.by_session.get(from) else {
         return Err(StanzaError::not_acceptable().with_text("you are not in this room"));
+    };
+    let is_ping = stanza.el().first_child_element().is_some_and(|p| p.is("ping", ns::PING));
+    if is_ping && joined_as == nick {
+        return Ok(None);
     }
-    if payload.is_some_and(|p| p.is("ping", ns::PING)) {
-        if joined_as.map(String::as_str) == Some(nick) {
-            return Ok(None);
-        }
-        if room.occupants.contains_key(nick) {
-            // The occupant is there; the room vouches for it rather than relaying the ping.
-            return Ok(None);
-        }
+    let target = room.occupants.get(nick).ok_or_else(|| StanzaError::item_not_found().with_text("no such occupant"))?;
+    let (Some(to), Some(sender)) = (target.visits.last(), room.occupant_jid(joined_as)) else {
         return Err(StanzaError::item_not_found().with_text("no such occupant"));
+    };
+    let mut request = stanza.clone();
+    request.el_mut().set_attr("id", relay_id(from, stanza.id().unwrap_or_default()));
+    request.set_from(&Jid::from(sender));
+    request.set_to(&Jid::from(to.jid.clone()));
+    Ok(Some(request))
+}
+
+/// The id of a relayed request: the requester's session and its own id, so that the answer
+/// finds its way back without the room keeping state.
+fn relay_id(requester: &FullJid, id: &str) -> String {
+    use base64::Engine;
+    format!("{}~{id}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(requester.as_str()))
+}
+
+/// The answer (result or error) to a relayed request, coming from the addressee's session to
+/// the requester's occupant JID `room/nick`: sent on to the requester with its own id, if the
+/// requester is still in the room under that nick and the answer comes from an occupant.
+fn relay_answer(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Option<Stanza> {
+    use base64::Engine;
+    let answerer = room.by_session.get(from)?;
+    let (requester, id) = stanza.id()?.split_once('~')?;
+    let requester = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(requester).ok()?;
+    let requester = FullJid::new(std::str::from_utf8(&requester).ok()?).ok()?;
+    if room.by_session.get(&requester).map(String::as_str) != Some(nick) {
+        return None;
     }
-    Err(StanzaError::service_unavailable().with_text("IQs between occupants are not relayed"))
+    let mut answer = stanza.clone();
+    answer.el_mut().set_attr("id", id);
+    answer.set_from(&Jid::from(room.occupant_jid(answerer)?));
+    answer.set_to(&Jid::from(requester));
+    Some(answer)
 }
