@@ -35,6 +35,9 @@ scram_iterations = 4096
 
 [http]
 listen = []
+
+[s2s]
+listen = []
 "#;
 
 fn main() -> std::process::ExitCode {

@@ -28,6 +28,8 @@ listen = ["127.0.0.1:5222"]
 direct_tls_listen = ["127.0.0.1:5223"]
 [http]
 listen = []
+[s2s]
+listen = []
 [log]
 level = "warn"
 # slixmpp's archive tests expect the server to archive every conversation, as an operator who

@@ -6,6 +6,7 @@ pub mod events;
 pub mod http;
 pub mod module_api;
 pub mod router;
+pub mod s2s;
 pub mod server;
 pub mod session;
 pub mod storage;

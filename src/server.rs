@@ -38,6 +38,9 @@ pub struct Server {
     pub fake_secret: Vec<u8>,
     /// When the server started.
     pub started: Instant,
+    /// Federation: links to other servers.
+    pub s2s: crate::s2s::S2s,
+    me: Weak<Server>,
     hosts: HashMap<String, HostModules>,
     components: HashMap<String, Arc<dyn Component>>,
     tls: Option<(TlsAcceptor, Arc<CertStore>)>,
@@ -54,6 +57,7 @@ impl Server {
         }
         let storage = Storage::open(&url).await.with_context(|| format!("opening storage {url}"))?;
         let tls = load_tls(&config)?;
+        let s2s = crate::s2s::S2s::new(&config.s2s).context("setting up federation")?;
         let accounts = Accounts::new(storage.clone(), config.server.domains.clone(), config.c2s.scram_iterations);
         let mut failure = None;
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {
@@ -69,6 +73,8 @@ impl Server {
                 throttle: AuthThrottle::new(config.c2s.auth_failure_limit, config.c2s.auth_failure_window.get()),
                 fake_secret: crate::module_api::random_id(32).into_bytes(),
                 started: Instant::now(),
+                s2s,
+                me: weak.clone(),
                 sessions: SessionTable::default(),
                 config: config.clone(),
                 storage,
@@ -87,6 +93,11 @@ impl Server {
     /// The module tables of a served domain.
     pub fn host(&self, domain: &str) -> Option<&HostModules> {
         self.hosts.get(domain)
+    }
+
+    /// The running server itself, for tasks that outlive a call (federation links).
+    pub fn me(&self) -> Option<Arc<Server>> {
+        self.me.upgrade()
     }
 
     /// The component serving a domain, if one does.
@@ -217,6 +228,10 @@ pub struct Running {
     pub c2s: Vec<SocketAddr>,
     /// Direct TLS client listener addresses.
     pub c2s_direct_tls: Vec<SocketAddr>,
+    /// Server-to-server listener addresses (STARTTLS).
+    pub s2s: Vec<SocketAddr>,
+    /// Server-to-server listener addresses (direct TLS).
+    pub s2s_direct_tls: Vec<SocketAddr>,
     /// HTTP listener addresses.
     pub http: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
@@ -240,8 +255,15 @@ impl Drop for Running {
 
 /// Binds every configured listener and starts accepting.
 pub async fn serve(server: Arc<Server>) -> anyhow::Result<Running> {
-    let mut running =
-        Running { server: server.clone(), c2s: vec![], c2s_direct_tls: vec![], http: vec![], tasks: vec![] };
+    let mut running = Running {
+        server: server.clone(),
+        c2s: vec![],
+        c2s_direct_tls: vec![],
+        s2s: vec![],
+        s2s_direct_tls: vec![],
+        http: vec![],
+        tasks: vec![],
+    };
     let kinds = [
         (&server.config.c2s.listen, ListenerKind::StartTls),
         (&server.config.c2s.direct_tls_listen, ListenerKind::DirectTls),
@@ -256,6 +278,19 @@ pub async fn serve(server: Arc<Server>) -> anyhow::Result<Running> {
                 ListenerKind::DirectTls => running.c2s_direct_tls.push(bound),
             }
             running.tasks.push(tokio::spawn(accept_loop(server.clone(), listener, kind)));
+        }
+    }
+    for (addrs, direct_tls) in [(&server.config.s2s.listen, false), (&server.config.s2s.direct_tls_listen, true)] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding s2s {addr}"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!(%bound, direct_tls, "listening for servers");
+            if direct_tls {
+                running.s2s_direct_tls.push(bound)
+            } else {
+                running.s2s.push(bound)
+            }
+            running.tasks.push(tokio::spawn(crate::s2s::incoming::accept_loop(server.clone(), listener, direct_tls)));
         }
     }
     for addr in &server.config.http.listen {

@@ -44,7 +44,7 @@ fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
         "[server]\ndomains = [\"localhost\"]\ndata_dir = {data:?}\n\
          [storage]\nurl = \"sqlite://{data}/starling.db\"\n\
          [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:{port}\"]\n\
-         [http]\nlisten = []\n{extra}",
+         [http]\nlisten = []\n[s2s]\nlisten = []\n{extra}",
         data = dir.display().to_string(),
     );
     std::fs::write(&path, toml).unwrap();

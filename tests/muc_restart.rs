@@ -14,7 +14,7 @@ use std::sync::Arc;
 async fn start(dir: &std::path::Path) -> (Running, Arc<Server>) {
     let toml = format!(
         "[server]\ndomains = [\"localhost\"]\ndata_dir = {:?}\n[c2s]\nlisten = [\"127.0.0.1:0\"]\n\
-         direct_tls_listen = [\"127.0.0.1:0\"]\n[http]\nlisten = []\n",
+         direct_tls_listen = [\"127.0.0.1:0\"]\n[http]\nlisten = []\n[s2s]\nlisten = []\n",
         dir.display().to_string()
     );
     let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();

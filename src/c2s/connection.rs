@@ -32,6 +32,16 @@ impl Transport for TcpStream {
     }
 }
 
+/// An outgoing server connection's TLS (client side of the handshake).
+impl Transport for tokio_rustls::client::TlsStream<TcpStream> {
+    fn is_secure(&self) -> bool {
+        true
+    }
+    fn tls_state(&self) -> Option<&rustls::ServerConnection> {
+        None
+    }
+}
+
 impl Transport for TlsStream<TcpStream> {
     fn is_secure(&self) -> bool {
         true
@@ -79,6 +89,12 @@ impl<S: Transport> Conn<S> {
     /// Wraps a socket.
     pub fn new(io: S, peer: SocketAddr, limits: Limits) -> Conn<S> {
         Conn { io, peer, framer: Framer::new(limits) }
+    }
+
+    /// Reads the peer's stream as a server stream (see [`Framer::present_server_as_client`]).
+    pub fn server_stream(mut self) -> Conn<S> {
+        self.framer.present_server_as_client();
+        self
     }
 
     /// Moves the framer to a new socket (after the TLS handshake) and resets it.

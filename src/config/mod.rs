@@ -28,6 +28,8 @@ pub struct Config {
     pub storage: StorageSection,
     /// `[c2s]`: client connections.
     pub c2s: C2sSection,
+    /// `[s2s]`: server-to-server connections.
+    pub s2s: S2sSection,
     /// `[http]`: the HTTP listener.
     pub http: HttpSection,
     /// `[tls]`: certificates per domain.
@@ -89,6 +91,32 @@ pub struct C2sSection {
     pub resume_timeout: ConfigDuration,
 }
 
+/// `[s2s]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct S2sSection {
+    /// Addresses for incoming server connections (plain TCP with STARTTLS, RFC 6120 §5).
+    pub listen: Vec<SocketAddr>,
+    /// Addresses for incoming server connections over direct TLS (XEP-0368).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Refuse peers whose certificates do not validate; when false, server dialback
+    /// (XEP-0220) over TLS authenticates them instead (private federations, tests).
+    pub require_valid_certs: bool,
+    /// Extra PEM files of certificate authorities trusted for peers, besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Fixed addresses for peer domains (`"example.net" = "127.0.0.1:15269"`), used instead of
+    /// DNS.
+    pub routes: BTreeMap<String, String>,
+    /// Time allowed to connect to a peer and authenticate; stanzas waiting for it then
+    /// bounce with `remote-server-timeout`.
+    pub connect_timeout: ConfigDuration,
+    /// A connection that carried nothing for this long is closed (reopened on demand).
+    pub idle_timeout: ConfigDuration,
+    /// Most stanzas held per peer while its connection is being set up; beyond, they bounce
+    /// with `resource-constraint`.
+    pub max_queued: usize,
+}
+
 /// `[http]`
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
@@ -145,6 +173,21 @@ impl Default for C2sSection {
             ping_timeout: ConfigDuration(std::time::Duration::from_secs(60)),
             scram_iterations: 10_000,
             resume_timeout: ConfigDuration(std::time::Duration::from_secs(300)),
+        }
+    }
+}
+
+impl Default for S2sSection {
+    fn default() -> Self {
+        S2sSection {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 5269))],
+            direct_tls_listen: vec![],
+            require_valid_certs: true,
+            ca_files: vec![],
+            routes: BTreeMap::new(),
+            connect_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
+            idle_timeout: ConfigDuration(std::time::Duration::from_secs(600)),
+            max_queued: 1000,
         }
     }
 }
@@ -233,7 +276,26 @@ impl Config {
             errors.push(format!("log.level: {e}"));
         }
         self.validate_certs(errors);
+        self.validate_s2s(errors);
         self.validate_modules(module_checks, errors);
+    }
+
+    fn validate_s2s(&self, errors: &mut Vec<String>) {
+        for (domain, target) in &self.s2s.routes {
+            let port =
+                target.rsplit_once(':').and_then(|(host, port)| port.parse::<u16>().ok().filter(|_| !host.is_empty()));
+            if port.is_none() {
+                errors.push(format!("s2s.routes.{domain:?}: {target:?} must be host:port"));
+            }
+        }
+        for file in &self.s2s.ca_files {
+            if !file.is_file() {
+                errors.push(format!("s2s.ca_files: {} is not a readable file", file.display()));
+            }
+        }
+        if self.s2s.max_queued == 0 {
+            errors.push("s2s.max_queued: must be at least 1".into());
+        }
     }
 
     fn validate_certs(&self, errors: &mut Vec<String>) {

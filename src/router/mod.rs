@@ -7,7 +7,7 @@
 //!    [`events::MessageToLocal`] then the RFC 6121 §8.5 rules in [`delivery`], presence through
 //!    [`events::InboundPresence`], IQs through the handler map in [`iq`]), to a component's
 //!    domain (handed to the component, which answers everything itself), or to another domain
-//!    (no server-to-server link yet: `remote-server-not-found`).
+//!    (through a server-to-server link, [`crate::s2s`]).
 //! 4. Whatever no one handled gets the single default: `service-unavailable` for messages and
 //!    get/set IQs, silence for errors, results and presence.
 
@@ -67,9 +67,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza, origin: Option<&'a SessionR
             if let Some(component) = server.component(to.domain().as_str()) {
                 return component.stanza(stanza).await;
             }
-            // No server-to-server link yet: the peer cannot be reached (RFC 6120 §8.3.3.15).
-            bounce(server, &stanza, StanzaError::remote_server_not_found()).await;
-            return;
+            return crate::s2s::send(server, stanza).await;
         };
         match stanza.kind {
             StanzaKind::Iq => route_iq(server, host, stanza, to, origin).await,

@@ -77,6 +77,8 @@ pub struct Framer {
     pending_close: bool,
     /// Parsing a lone element (`Element::parse`): no header, no stream end tag.
     fragment: bool,
+    /// A server stream: its default namespace `jabber:server` is read as `jabber:client`.
+    server_as_client: bool,
 }
 
 impl Framer {
@@ -94,7 +96,15 @@ impl Framer {
             root_qname: String::new(),
             pending_close: false,
             fragment: false,
+            server_as_client: false,
         }
+    }
+
+    /// Stanzas of a server stream (`jabber:server`, RFC 6120 §4.8.3) come out in the
+    /// `jabber:client` namespace, the one the router and modules know; the two carry the same
+    /// stanzas. Elements in any other namespace are left as they are.
+    pub fn present_server_as_client(&mut self) {
+        self.server_as_client = true;
     }
 
     /// A framer that expects top-level elements straight away, with nothing in scope.
@@ -242,6 +252,9 @@ impl Framer {
         let (qname, tag) = build_open_tag(&self.buf[tok.start..tok.end], &mut scope, &self.limits)?;
         if tag.local != "stream" || tag.ns != STREAMS_NS {
             return Err(XmlError::InvalidNamespace);
+        }
+        if self.server_as_client && scope.resolve("") == Some("jabber:server") {
+            scope.declare("", "jabber:client")?;
         }
         self.scope = scope;
         self.root_qname = qname;

@@ -18,9 +18,10 @@ pub struct TestServer {
 pub async fn start(c2s_extra: &str, extra: &str) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let http = if extra.contains("[http]") { "" } else { "[http]\nlisten = []\n" };
+    let s2s = if extra.contains("[s2s]") { "" } else { "[s2s]\nlisten = []\n" };
     let toml = format!(
         "[server]\ndomains = [\"localhost\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
-         [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n{c2s_extra}\n{http}{extra}",
+         [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n{c2s_extra}\n{http}{s2s}{extra}",
         dir.path().display().to_string()
     );
     let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();

@@ -1,0 +1,224 @@
+//! Incoming server streams (RFC 6120, `jabber:server`).
+//!
+//! Flow of one connection: the peer opens a stream to one of our domains (else
+//! `host-unknown`); we answer with a fresh stream id and offer STARTTLS, which is required
+//! before anything else; after the TLS restart we offer dialback (XEP-0220 §2.4). Then, in
+//! any order:
+//! - `<db:result from='O' to='R'>KEY</db:result>`: the peer claims domain O. We ask O's
+//!   authoritative server, on a connection of our own, whether KEY is genuine
+//!   (`<db:verify>`), and answer `type='valid'` (O may now send stanzas on this stream; several
+//!   domains may be added this way) or `type='invalid'` and close the stream.
+//! - `<db:verify from='R' to='O' id='…'>KEY</db:verify>`: a peer checks a key one of our
+//!   outgoing links presented; we recompute it and answer `valid` or `invalid`.
+//! - stanzas: their `from` must be a domain authenticated on this stream (else the stream
+//!   ends with `invalid-from`, RFC 6120 §4.9.3.9) and their `to` one of ours (else
+//!   `host-unknown`). They are read as `jabber:client` stanzas and routed like any other.
+//!
+//! Time: a peer that has not authenticated within `connect_timeout`, or stalls in the TLS
+//! handshake, is dropped; everything it held is freed with the task.
+
+use super::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
+use super::negotiation_limits;
+use crate::c2s::connection::{Conn, Exit, Transport};
+use crate::router::stanza::Stanza;
+use crate::server::Server;
+use crate::stream::{NS_STREAMS, NS_TLS, StreamError};
+use crate::xml::{Element, FrameEvent};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+/// Accepts server connections forever.
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(handle(server.clone(), tcp, peer, direct_tls));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "s2s accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
+    let limit = server.config.s2s.connect_timeout.get();
+    let Some(acceptor) = server.tls_acceptor() else { return };
+    let tls = if direct_tls {
+        match timeout(limit, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            _ => return tracing::debug!(%peer, "s2s TLS handshake failed or timed out"),
+        }
+    } else {
+        let mut conn = Conn::new(tcp, peer, negotiation_limits(&server)).server_stream();
+        match timeout(limit, plain_phase(&server, &mut conn)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(exit)) => return end(&mut conn, exit).await,
+            Err(_) => return conn.fail(&StreamError::new("connection-timeout")).await,
+        }
+        match timeout(limit, acceptor.accept(conn.io)).await {
+            Ok(Ok(tls)) => tls,
+            _ => return tracing::debug!(%peer, "s2s STARTTLS handshake failed or timed out"),
+        }
+    };
+    let mut conn = Conn::new(tls, peer, negotiation_limits(&server)).server_stream();
+    let mut stream = Incoming { server: &server, id: String::new(), authenticated: HashSet::new() };
+    let exit = stream.run(&mut conn).await;
+    if let Some(exit) = exit {
+        end(&mut conn, exit).await;
+    }
+}
+
+/// Before TLS: the header, the features with STARTTLS, and `<starttls/>`; anything else is a
+/// policy violation.
+async fn plain_phase<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(), Exit> {
+    open(server, conn).await?;
+    let features = Element::new("starttls", NS_TLS).with_child(Element::new("required", NS_TLS));
+    conn.send(&crate::stream::features(&[features], "jabber:server")).await?;
+    match conn.next().await? {
+        FrameEvent::Element(el) if el.is("starttls", NS_TLS) => {
+            conn.send(format!("<proceed xmlns='{NS_TLS}'/>").as_bytes()).await?;
+            Ok(())
+        }
+        FrameEvent::StreamClose => Err(Exit::Closed),
+        _ => Err(StreamError::with_text("policy-violation", "TLS is required").into()),
+    }
+}
+
+/// Reads the peer's header and answers with ours; returns our stream id.
+async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<String, Exit> {
+    let header = match conn.next().await? {
+        FrameEvent::StreamOpen(header) => header,
+        _ => return Err(StreamError::new("bad-format").into()),
+    };
+    let to = header.to.clone().unwrap_or_default();
+    let id = crate::module_api::random_id(12);
+    if header.default_ns.as_deref() != Some("jabber:server") {
+        conn.send(&super::header(&to, "", Some(&id))).await?;
+        return Err(StreamError::new("invalid-namespace").into());
+    }
+    conn.send(&super::header(&to, header.from.as_deref().unwrap_or_default(), Some(&id))).await?;
+    if !super::is_ours(server, &to) {
+        return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
+    }
+    Ok(id)
+}
+
+/// One authenticated-or-not incoming stream after TLS.
+struct Incoming<'a> {
+    server: &'a Arc<Server>,
+    id: String,
+    /// Peer domains proven by dialback on this stream.
+    authenticated: HashSet<String>,
+}
+
+impl Incoming<'_> {
+    /// Runs the stream; `Some(exit)` when it must end with an error or close.
+    async fn run<S: Transport>(&mut self, conn: &mut Conn<S>) -> Option<Exit> {
+        let limit = self.server.config.s2s.connect_timeout.get();
+        match timeout(limit, open(self.server, conn)).await {
+            Ok(Ok(id)) => self.id = id,
+            Ok(Err(exit)) => return Some(exit),
+            Err(_) => return Some(StreamError::new("connection-timeout").into()),
+        }
+        // Without <errors/>: dialback errors (XEP-0220 §2.4) are not sent; refusals end the stream.
+        let feature = Element::new("dialback", NS_DIALBACK_FEATURE);
+        if let Err(exit) = conn.send(&crate::stream::features(&[feature], "jabber:server")).await {
+            return Some(exit);
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let event = if self.authenticated.is_empty() {
+                match tokio::time::timeout_at(deadline, conn.next()).await {
+                    Ok(event) => event,
+                    Err(_) => return Some(StreamError::new("connection-timeout").into()),
+                }
+            } else {
+                conn.next().await
+            };
+            let el = match event {
+                Ok(FrameEvent::Element(el)) => el,
+                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => return Some(Exit::Closed),
+                Ok(FrameEvent::StreamOpen(_)) => return Some(StreamError::new("bad-format").into()),
+                Err(exit) => return Some(exit),
+            };
+            if let Err(exit) = self.element(conn, el).await {
+                return Some(exit);
+            }
+        }
+    }
+
+    async fn element<S: Transport>(&mut self, conn: &mut Conn<S>, el: Element) -> Result<(), Exit> {
+        if el.ns == NS_DIALBACK {
+            return match el.name.as_str() {
+                "result" => self.dialback_result(conn, &el).await,
+                "verify" => self.dialback_verify(conn, &el).await,
+                _ => Err(StreamError::new("unsupported-stanza-type").into()),
+            };
+        }
+        if el.is("error", NS_STREAMS) {
+            return Err(Exit::Closed);
+        }
+        let stanza = match Stanza::from_element(el) {
+            Ok(stanza) => stanza,
+            Err(_) => return Err(StreamError::new("unsupported-stanza-type").into()),
+        };
+        let from_domain = stanza.from_ref().map(|f| f.domain().as_str().to_owned());
+        let to_domain = stanza.to_ref().map(|t| t.domain().as_str().to_owned());
+        let (Some(from), Some(to)) = (from_domain, to_domain) else {
+            return Err(StreamError::new("improper-addressing").into());
+        };
+        if !self.authenticated.contains(&from) {
+            return Err(StreamError::with_text("invalid-from", format!("{from} is not authenticated here")).into());
+        }
+        if !super::is_ours(self.server, &to) {
+            return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
+        }
+        crate::router::route(self.server, stanza, None).await;
+        Ok(())
+    }
+
+    /// The peer claims a domain (XEP-0220 §2.1.1): verified with that domain's authoritative
+    /// server before it may send anything from it.
+    async fn dialback_result<S: Transport>(&mut self, conn: &mut Conn<S>, el: &Element) -> Result<(), Exit> {
+        let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
+            return Err(StreamError::new("improper-addressing").into());
+        };
+        if !super::is_ours(self.server, to) {
+            return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
+        }
+        let valid = super::outgoing::verify(self.server, to, from, &self.id, el.text().trim()).await;
+        let kind = if valid { "valid" } else { "invalid" };
+        conn.send(&dialback::element("result", to, from, None, Some(kind), None)).await?;
+        if !valid {
+            return Err(StreamError::with_text("not-authorized", "dialback failed").into());
+        }
+        tracing::info!(peer = %from, local = %to, "peer server authenticated by dialback");
+        self.authenticated.insert(from.to_owned());
+        Ok(())
+    }
+
+    /// A peer checks a key one of our links gave it (XEP-0220 §2.3.2).
+    async fn dialback_verify<S: Transport>(&mut self, conn: &mut Conn<S>, el: &Element) -> Result<(), Exit> {
+        let (Some(from), Some(to), Some(id)) = (el.attr("from"), el.attr("to"), el.attr("id")) else {
+            return Err(StreamError::new("improper-addressing").into());
+        };
+        let expected = dialback::key(&self.server.s2s.secret, from, to, id);
+        let valid = super::is_ours(self.server, to) && dialback::same_key(&expected, el.text().trim());
+        let kind = if valid { "valid" } else { "invalid" };
+        conn.send(&dialback::element("verify", to, from, Some(id), Some(kind), None)).await
+    }
+}
+
+async fn end<S: Transport>(conn: &mut Conn<S>, exit: Exit) {
+    match exit {
+        Exit::Error(error) => conn.fail(&error).await,
+        Exit::Closed => conn.close().await,
+        Exit::Io(_) | Exit::TakenOver => {}
+    }
+}

@@ -1,0 +1,157 @@
+//! Server-to-server federation (RFC 6120 with `jabber:server` streams, XEP-0220 dialback,
+//! XEP-0368 direct TLS for incoming streams).
+//!
+//! Stanzas for a domain that is neither served here nor a component go to [`send`]: each
+//! (local domain, peer domain) pair has one outgoing link ([`outgoing`]), created on demand,
+//! with a bounded queue; stanzas that cannot be queued or delivered bounce to their sender.
+//! Incoming streams ([`incoming`]) authenticate their peer domains by dialback and hand
+//! stanzas to the router as if they came from a local component: the router never sees the
+//! difference between a local and a remote sender beyond the JID.
+//!
+//! Stanzas travel as `jabber:client` elements inside the server: the framer reads a server
+//! stream's default namespace as `jabber:client`, and stanzas are written without a namespace
+//! declaration, so they inherit `jabber:server` from our stream header.
+
+pub mod dialback;
+pub mod incoming;
+mod outgoing;
+pub mod tls;
+
+use crate::router::error::{ErrorType, StanzaError};
+use crate::router::stanza::Stanza;
+use crate::server::Server;
+use crate::xml::Limits;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Federation state: the links in use, the dialback secret and the TLS client configuration.
+pub struct S2s {
+    links: Mutex<HashMap<(String, String), mpsc::Sender<Stanza>>>,
+    /// Secret behind our dialback keys (XEP-0185), new at each start: keys are only checked
+    /// while the link that presented them is being set up.
+    pub(crate) secret: Vec<u8>,
+    pub(crate) client_tls: Arc<rustls::ClientConfig>,
+}
+
+impl S2s {
+    /// Federation state for a configuration.
+    pub fn new(config: &crate::config::S2sSection) -> anyhow::Result<S2s> {
+        Ok(S2s {
+            links: Mutex::new(HashMap::new()),
+            secret: crate::module_api::random_id(32).into_bytes(),
+            client_tls: tls::client_config(config.require_valid_certs, &config.ca_files)?,
+        })
+    }
+}
+
+impl S2s {
+    /// Our dialback key for a stream `stream_id` that `receiving` opened for our domain
+    /// `originating` (XEP-0185).
+    pub fn dialback_key(&self, receiving: &str, originating: &str, stream_id: &str) -> String {
+        dialback::key(&self.secret, receiving, originating, stream_id)
+    }
+}
+
+/// Why a peer could not be reached or refused us.
+#[derive(Debug, thiserror::Error)]
+pub enum S2sError {
+    /// No connection could be made.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The peer refused or broke the protocol.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<crate::c2s::connection::Exit> for S2sError {
+    fn from(exit: crate::c2s::connection::Exit) -> S2sError {
+        S2sError::Refused(format!("{exit:?}"))
+    }
+}
+
+/// Sends a stanza to another server: queued on the link for its (sender domain, addressee
+/// domain), which is opened if needed. The sender's domain must be one of ours.
+pub async fn send(server: &Server, stanza: Stanza) {
+    let (Some(from), Some(to)) = (stanza.from_ref(), stanza.to_ref()) else { return };
+    let local = from.domain().as_str().to_owned();
+    let remote = to.domain().as_str().to_owned();
+    if !is_ours(server, &local) {
+        return; // only our own users' and services' stanzas leave through us
+    }
+    let Some(me) = server.me() else { return };
+    let mut stanza = stanza;
+    for _ in 0..2 {
+        let sender = link(&me, &local, &remote);
+        match sender.try_send(stanza) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(refused)) => {
+                let error = StanzaError::new(ErrorType::Wait, "resource-constraint")
+                    .with_text("too many stanzas are waiting for this server");
+                return crate::router::bounce(server, &refused, error).await;
+            }
+            // The link just ended; a new one is made on the second pass.
+            Err(mpsc::error::TrySendError::Closed(refused)) => {
+                link_ended(server, &local, &remote);
+                stanza = refused;
+            }
+        }
+    }
+    crate::router::bounce(server, &stanza, StanzaError::remote_server_not_found()).await;
+}
+
+/// The queue of the link for a domain pair, starting the link if there is none.
+fn link(server: &Arc<Server>, local: &str, remote: &str) -> mpsc::Sender<Stanza> {
+    let mut links = server.s2s.links.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (local.to_owned(), remote.to_owned());
+    if let Some(sender) = links.get(&key).filter(|s| !s.is_closed()) {
+        return sender.clone();
+    }
+    let (sender, queue) = mpsc::channel(server.config.s2s.max_queued.max(1));
+    links.insert(key, sender.clone());
+    tokio::spawn(outgoing::run_link(server.clone(), local.to_owned(), remote.to_owned(), queue));
+    sender
+}
+
+/// Forgets a link that ended (only if it is the one that ended, not a newer one).
+fn link_ended(server: &Server, local: &str, remote: &str) {
+    let mut links = server.s2s.links.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (local.to_owned(), remote.to_owned());
+    if links.get(&key).is_some_and(mpsc::Sender::is_closed) {
+        links.remove(&key);
+    }
+}
+
+/// Whether a domain is ours: served here or a component of ours.
+fn is_ours(server: &Server, domain: &str) -> bool {
+    server.host(domain).is_some() || server.component(domain).is_some()
+}
+
+/// Our `jabber:server` stream header, with the dialback namespace declared (XEP-0220 §2.4).
+fn header(from: &str, to: &str, id: Option<&str>) -> Vec<u8> {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('\'', "&apos;").replace('<', "&lt;");
+    let mut out = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='{}' \
+         xmlns:db='{}' from='{}' version='1.0'",
+        crate::stream::NS_STREAMS,
+        dialback::NS_DIALBACK,
+        escape(from)
+    );
+    if !to.is_empty() {
+        out.push_str(&format!(" to='{}'", escape(to)));
+    }
+    if let Some(id) = id {
+        out.push_str(&format!(" id='{}'", escape(id)));
+    }
+    out.push('>');
+    out.into_bytes()
+}
+
+/// The limits on peer streams: those of client streams.
+fn negotiation_limits(server: &Server) -> Limits {
+    Limits {
+        max_stanza_bytes: server.config.c2s.max_stanza_size.as_usize(),
+        max_depth: server.config.c2s.max_depth,
+        max_attrs: server.config.c2s.max_attributes,
+    }
+}

@@ -1,0 +1,199 @@
+//! Two Starling servers federate (RFC 6120 server streams, XEP-0220 dialback over TLS with
+//! self-signed certificates): each with its own domain and database, static routes to each
+//! other. Shown: messages both ways in order, presence subscription both ways, an IQ across;
+//! a peer that is down bounces with `remote-server-not-found`; a peer that sends a stanza from
+//! a domain it did not authenticate loses its stream with `invalid-from`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../conformance/client.rs"]
+mod client;
+
+use client::Client;
+use starling::config::Config;
+use starling::server::{Running, Server, serve};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Node {
+    running: Running,
+    server: Arc<Server>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn node(domain: &str, s2s_port: u16, routes: &[(&str, u16)]) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let routes: String = routes.iter().map(|(d, p)| format!("\"{d}\" = \"127.0.0.1:{p}\"\n")).collect();
+    let toml = format!(
+        "[server]\ndomains = [\"{domain}\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
+         [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+         [s2s]\nlisten = [\"127.0.0.1:{s2s_port}\"]\nrequire_valid_certs = false\nconnect_timeout = \"3s\"\n\
+         [s2s.routes]\n{routes}",
+        dir.path().display().to_string()
+    );
+    let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
+    let server = Server::build(config).await.unwrap();
+    let running = serve(server.clone()).await.unwrap();
+    Node { running, server, _dir: dir }
+}
+
+impl Node {
+    async fn user(&self, user: &str) -> Client {
+        let domain = self.server.default_domain().to_owned();
+        let jid = jid::BareJid::new(&format!("{user}@{domain}")).unwrap();
+        self.server.accounts.create(&jid, "pw").await.unwrap();
+        let mut client = Client::connect(self.running.c2s_direct_tls[0], &domain, user, "pw", "r").await.unwrap();
+        client.send_raw("<presence/>").await.unwrap();
+        client.recv_named("presence").await.unwrap();
+        client
+    }
+}
+
+async fn pair() -> (Node, Node) {
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = node("a.test", port_a, &[("b.test", port_b)]).await;
+    let b = node("b.test", port_b, &[("a.test", port_a)]).await;
+    (a, b)
+}
+
+/// The bodies of the next `n` messages, skipping other stanzas.
+async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let el = client.recv_named("message").await.unwrap();
+        if let Some(body) = el.get_child("body", "jabber:client") {
+            out.push(body.text());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_exchange_messages_presence_and_iqs() {
+    let (a, b) = pair().await;
+    let mut alice = a.user("alice").await;
+    let mut bob = b.user("bob").await;
+
+    for n in 0..500 {
+        alice.send_raw(&format!("<message type='chat' to='bob@b.test'><body>a{n}</body></message>")).await.unwrap();
+        bob.send_raw(&format!("<message type='chat' to='alice@a.test'><body>b{n}</body></message>")).await.unwrap();
+    }
+    let to_bob = bodies(&mut bob, 500).await;
+    let to_alice = bodies(&mut alice, 500).await;
+    assert_eq!(to_bob, (0..500).map(|n| format!("a{n}")).collect::<Vec<_>>());
+    assert_eq!(to_alice, (0..500).map(|n| format!("b{n}")).collect::<Vec<_>>());
+
+    // Subscription both ways (RFC 6121 §3.1), then presence flows across.
+    alice.send_raw("<presence type='subscribe' to='bob@b.test'/>").await.unwrap();
+    let request = bob.recv_named("presence").await.unwrap();
+    assert_eq!((request.attr("type"), request.attr("from")), (Some("subscribe"), Some("alice@a.test")));
+    bob.send_raw("<presence type='subscribed' to='alice@a.test'/>").await.unwrap();
+    bob.send_raw("<presence type='subscribe' to='alice@a.test'/>").await.unwrap();
+    let mut alice_saw_bob = false;
+    let mut alice_got_request = false;
+    while !(alice_saw_bob && alice_got_request) {
+        let el = alice.recv().await.unwrap();
+        if el.name == "presence" && el.attr("from") == Some("bob@b.test/r") && el.attr("type").is_none() {
+            alice_saw_bob = true;
+        }
+        if el.name == "presence" && el.attr("type") == Some("subscribe") {
+            alice_got_request = true;
+        }
+    }
+    alice.send_raw("<presence type='subscribed' to='bob@b.test'/>").await.unwrap();
+    loop {
+        let el = bob.recv().await.unwrap();
+        if el.name == "presence" && el.attr("from") == Some("alice@a.test/r") && el.attr("type").is_none() {
+            break;
+        }
+    }
+
+    // An IQ to the other domain and its answer (XEP-0030 disco#info).
+    alice
+        .send_raw("<iq type='get' id='info' to='b.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+        .await
+        .unwrap();
+    let info = alice.recv_named("iq").await.unwrap();
+    assert_eq!((info.attr("type"), info.attr("from")), (Some("result"), Some("b.test")), "{info}");
+    assert!(info.to_string().contains("category='server'"), "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_down_makes_messages_bounce() {
+    let dead = free_port();
+    let a = node("a.test", free_port(), &[("down.test", dead)]).await;
+    let mut alice = a.user("alice").await;
+    alice.send_raw("<message type='chat' id='m1' to='carol@down.test'><body>hello?</body></message>").await.unwrap();
+    let bounce = tokio::time::timeout(Duration::from_secs(5), alice.recv_named("message")).await.unwrap().unwrap();
+    assert_eq!((bounce.attr("type"), bounce.attr("id")), (Some("error"), Some("m1")), "{bounce}");
+    assert!(bounce.to_string().contains("remote-server-not-found"), "{bounce}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
+    use starling::c2s::connection::Conn;
+    use starling::xml::{FrameEvent, Limits};
+    let (a, b) = pair().await;
+    let _bob = b.user("bob").await;
+    // A peer speaking for a.test (it holds a.test's key, so dialback succeeds) that then sends
+    // a message from another domain.
+    let addr = b.running.s2s[0];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut conn = Conn::new(tcp, addr, Limits::default()).server_stream();
+    let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                  xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+                  from='a.test' to='b.test' version='1.0'>";
+    conn.send(header.as_bytes()).await.unwrap();
+    assert!(matches!(conn.next().await.unwrap(), FrameEvent::StreamOpen(_)));
+    let _features = conn.next().await.unwrap();
+    conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
+    let _proceed = conn.next().await.unwrap();
+    let tls_config = starling::s2s::tls::client_config(false, &[]).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("b.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(tls_config).connect(name, conn.io).await.unwrap();
+    let mut conn = Conn::new(tls, addr, Limits::default()).server_stream();
+    conn.send(header.as_bytes()).await.unwrap();
+    let FrameEvent::StreamOpen(opened) = conn.next().await.unwrap() else { panic!("no stream header") };
+    let _features = conn.next().await.unwrap();
+    let key = a.server.s2s.dialback_key("b.test", "a.test", opened.id.as_deref().unwrap());
+    conn.send(format!("<db:result from='a.test' to='b.test'>{key}</db:result>").as_bytes()).await.unwrap();
+    let FrameEvent::Element(answer) = conn.next().await.unwrap() else { panic!("no dialback answer") };
+    assert_eq!(answer.attr("type"), Some("valid"), "{answer}");
+    conn.send(b"<message from='alice@a.test' to='bob@b.test'><body>fine</body></message>").await.unwrap();
+    conn.send(b"<message from='eve@evil.test' to='bob@b.test'><body>spoofed</body></message>").await.unwrap();
+    let FrameEvent::Element(error) = conn.next().await.unwrap() else { panic!("no stream error") };
+    assert!(error.to_string().contains("invalid-from"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stalls_in_the_tls_handshake_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = node("a.test", free_port(), &[]).await;
+    let addr = a.running.s2s[0];
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+          xmlns:stream='http://etherx.jabber.org/streams' to='a.test' version='1.0'>\
+          <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    )
+    .await
+    .unwrap();
+    // Read the header, features and <proceed/>, then never start the handshake: the server
+    // gives up after connect_timeout (3 s here) and closes the socket.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled connection was not closed");
+    assert!(started.elapsed() >= Duration::from_secs(2), "closed before the timeout: {:?}", started.elapsed());
+}
