@@ -1,7 +1,7 @@
-//! IQs between occupants are relayed through the room (clients fetch occupants' vCards this
-//! way): the request reaches the addressee from the requester's occupant JID, never its real
+//! IQs between occupants are relayed through the room: the request reaches the addressee from
+//! the requester's occupant JID, under an id of the room's, never showing the requester's real
 //! JID, and the answer comes back with the requester's own id; answers nobody asked for are
-//! dropped.
+//! dropped. vCard requests (avatars) go to the addressee's account, which its server answers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../conformance/client.rs"]
@@ -39,21 +39,40 @@ async fn an_iq_to_an_occupant_is_relayed_and_answered() {
     romeo.recv_named("presence").await.unwrap();
 
     juliet
-        .send_raw("<iq type='get' id='card1' to='inn@conference.localhost/romeo'><vCard xmlns='vcard-temp'/></iq>")
+        .send_raw("<iq type='get' id='v1' to='inn@conference.localhost/romeo'><query xmlns='jabber:iq:version'/></iq>")
         .await
         .unwrap();
     let relayed = romeo.recv_named("iq").await.unwrap();
     assert_eq!(relayed.attr("from"), Some("inn@conference.localhost/juliet"), "{relayed}");
-    assert!(!relayed.to_string().contains("juliet@localhost"), "the real JID must not show: {relayed}");
     let id = relayed.attr("id").unwrap().to_owned();
-    assert_ne!(id, "card1");
+    assert!(id != "v1" && !relayed.to_string().contains("juliet@localhost"), "the real JID must not show: {relayed}");
 
-    romeo.send_raw(&format!("<iq type='result' id='{id}' to='inn@conference.localhost/juliet'><vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>")).await.unwrap();
+    let answer = format!(
+        "<iq type='result' id='{id}' to='inn@conference.localhost/juliet'>\
+         <query xmlns='jabber:iq:version'><name>Balcony</name></query></iq>"
+    );
+    romeo.send_raw(&answer).await.unwrap();
     let answer = juliet.recv_named("iq").await.unwrap();
-    assert_eq!(answer.attr("id"), Some("card1"), "{answer}");
+    assert_eq!(answer.attr("id"), Some("v1"), "{answer}");
     assert_eq!(answer.attr("type"), Some("result"), "{answer}");
     assert_eq!(answer.attr("from"), Some("inn@conference.localhost/romeo"), "{answer}");
-    assert!(answer.to_string().contains("<FN>Romeo</FN>"), "{answer}");
+    assert!(answer.to_string().contains("<name>Balcony</name>"), "{answer}");
+
+    // The same id is not accepted twice.
+    romeo.send_raw(&format!("<iq type='result' id='{id}' to='inn@conference.localhost/juliet'/>")).await.unwrap();
+    juliet.expect_nothing(Duration::from_millis(300)).await.unwrap();
+
+    // A vCard request is answered by the addressee's server from the stored vCard.
+    romeo.send_raw("<iq type='set' id='pub'><vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>").await.unwrap();
+    romeo.recv_named("iq").await.unwrap();
+    juliet
+        .send_raw("<iq type='get' id='card' to='inn@conference.localhost/romeo'><vCard xmlns='vcard-temp'/></iq>")
+        .await
+        .unwrap();
+    let card = juliet.recv_named("iq").await.unwrap();
+    assert_eq!((card.attr("id"), card.attr("type")), (Some("card"), Some("result")), "{card}");
+    assert_eq!(card.attr("from"), Some("inn@conference.localhost/romeo"), "{card}");
+    assert!(card.to_string().contains("<FN>Romeo</FN>"), "{card}");
 
     // An answer with an id the room never gave out goes nowhere.
     romeo.send_raw("<iq type='result' id='made-up' to='inn@conference.localhost/juliet'/>").await.unwrap();

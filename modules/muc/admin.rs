@@ -45,6 +45,9 @@ impl Muc {
                 Err(error) => return Err(error).into(),
             }
         }
+        if let Err(error) = self.check_result(room, &checked).await {
+            return Err(error).into();
+        }
         let mut out = Vec::new();
         let actor_nick = room.occupant_of(from).map(|o| o.nick.clone());
         let mut affiliations_changed = false;
@@ -65,6 +68,43 @@ impl Muc {
         IqOutcome { reply: Ok(None), out }
     }
 }
+
+impl Muc {
+    /// Checks what the request as a whole would leave: at least one owner, no more members
+    /// than the service allows in a room (each of them may get every message in the offline
+    /// store), and members of this server that exist.
+    async fn check_result(&self, room: &Room, checked: &[Checked]) -> Result<(), StanzaError> {
+        let mut after = room.saved.affiliations.clone();
+        for Checked { change, .. } in checked {
+            if let Change::Affiliation { account, affiliation } = change {
+                if *affiliation == Affiliation::None {
+                    after.remove(account.as_str());
+                } else {
+                    after.insert(account.to_string(), *affiliation);
+                }
+                let local = self.server.is_local_domain(account.domain().as_str());
+                if *affiliation >= Affiliation::Member
+                    && local
+                    && !self.server.account_exists(account).await.unwrap_or(false)
+                {
+                    return Err(StanzaError::item_not_found().with_text(format!("there is no account {account}")));
+                }
+            }
+        }
+        if !after.values().any(|a| *a == Affiliation::Owner) {
+            return Err(StanzaError::conflict().with_text("a room keeps at least one owner"));
+        }
+        let members = after.values().filter(|a| **a >= Affiliation::Member).count();
+        let outcasts = after.len() - members;
+        if members > self.options.max_occupants || outcasts > MAX_OUTCASTS {
+            return Err(StanzaError::not_allowed().with_text("the room has as many members as it may have"));
+        }
+        Ok(())
+    }
+}
+
+/// Most banned accounts a room keeps.
+const MAX_OUTCASTS: usize = 10_000;
 
 /// `<x><item><actor nick/><reason/></item></x>` children for the notices.
 fn actor_and_reason(actor: Option<&str>, reason: Option<Element>) -> Element {
@@ -142,11 +182,8 @@ fn check(room: &Room, from: &FullJid, item: &Element) -> Result<Checked, StanzaE
         {
             return Err(StanzaError::not_allowed().with_text("only owners change admins and owners"));
         }
-        if current == Affiliation::Owner && affiliation != Affiliation::Owner {
-            let owners = room.saved.affiliations.values().filter(|a| **a == Affiliation::Owner).count();
-            if owners <= 1 {
-                return Err(StanzaError::conflict().with_text("a room keeps at least one owner"));
-            }
+        if affiliation == Affiliation::Outcast && account == from.to_bare() {
+            return Err(StanzaError::not_allowed().with_text("you cannot ban yourself"));
         }
         return Ok(Checked { change: Change::Affiliation { account, affiliation }, reason });
     }
@@ -159,11 +196,24 @@ fn check(room: &Room, from: &FullJid, item: &Element) -> Result<Checked, StanzaE
         return Err(StanzaError::forbidden());
     }
     let target_affiliation = room.affiliation(&target.account);
-    if target_affiliation >= Affiliation::Admin && role != Role::Moderator {
-        return Err(StanzaError::not_allowed().with_text("admins and owners keep their role"));
-    }
-    if (role == Role::Moderator || target.role == Role::Moderator) && actor_affiliation < Affiliation::Admin {
-        return Err(StanzaError::not_allowed().with_text("only admins and owners change moderators"));
+    let refused = match role {
+        // §8.2: not someone of higher affiliation, nor an admin or owner of the same.
+        Role::None => {
+            target_affiliation > actor_affiliation
+                || (target_affiliation >= Affiliation::Admin && target_affiliation >= actor_affiliation)
+        }
+        // §8.4: not someone whose affiliation is at or above the moderator's.
+        Role::Visitor => target_affiliation >= actor_affiliation || target_affiliation >= Affiliation::Admin,
+        // §9.7: taking the moderator role needs an admin or owner above the target.
+        Role::Participant if target.role == Role::Moderator => {
+            actor_affiliation < Affiliation::Admin || target_affiliation >= actor_affiliation
+        }
+        Role::Participant => false,
+        // §9.6: only admins and owners give the moderator role.
+        Role::Moderator => actor_affiliation < Affiliation::Admin,
+    };
+    if refused {
+        return Err(StanzaError::not_allowed().with_text("your affiliation does not allow this change"));
     }
     Ok(Checked { change: Change::Role { nick: nick.to_owned(), role }, reason })
 }
@@ -181,7 +231,7 @@ fn set_role(room: &mut Room, nick: &str, role: Role, extra: &Element, out: &mut 
 
 /// After an affiliation change: the account's occupant is removed (ban, or no longer a
 /// member of a members-only room) or shown with its new affiliation and role.
-fn apply_affiliation(
+pub(super) fn apply_affiliation(
     room: &mut Room,
     account: &BareJid,
     affiliation: Affiliation,

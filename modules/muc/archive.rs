@@ -20,7 +20,10 @@ use super::room_iq::IqOutcome;
 impl Muc {
     pub(super) async fn archive_query(&self, room: &Room, from: &FullJid, payload: &Element, get: bool) -> IqOutcome {
         let affiliation = room.affiliation(&from.to_bare());
-        if affiliation == Affiliation::Outcast || !room.may_enter(affiliation) {
+        // A password keeps outsiders out of the archive as it does out of the room.
+        let knows_password =
+            room.config().password.is_none() || affiliation >= Affiliation::Member || room.occupant_of(from).is_some();
+        if affiliation == Affiliation::Outcast || !room.may_enter(affiliation) || !knows_password {
             return Err(StanzaError::forbidden().with_text("only those who may enter may read the archive")).into();
         }
         if get {
@@ -62,13 +65,12 @@ impl Muc {
                 return VecDeque::new();
             }
         };
+        let room = format!("{node}@{}", self.service);
         page.items
             .iter()
             .filter_map(|item| {
                 let el = Element::parse(&item.value.data).ok()?;
-                let stanza = Stanza::new(StanzaKind::Message, el);
-                let chars = item.value.data.len();
-                Some(HistoryItem { stanza, when: item.when, chars })
+                Some(HistoryItem::new(&room, &Stanza::new(StanzaKind::Message, el), item.when))
             })
             .collect()
     }

@@ -11,7 +11,7 @@
 //! stream-management acknowledgement means they are on disk.
 
 use super::room::{Affiliation, AllowPm, HistoryItem, Role, Room, Subject};
-use super::{Muc, NS_OCCUPANT_ID, NS_USER};
+use super::{Muc, NS_OCCUPANT_ID, NS_USER, StorageFailed};
 use crate::module_api::{
     BareJid, Element, FullJid, Jid, NS_CLIENT, NewItem, Stanza, StanzaError, StanzaKind, Value, add_stanza_id,
     now_micros, ns, random_id,
@@ -22,8 +22,10 @@ impl Muc {
         if stanza.is_error() {
             return; // errors from occupants' clients are not answered (RFC 6120 §8.3.1)
         }
-        let Some(lock) = self.room(node).await else {
-            return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
+        let lock = match self.room(node).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await,
+            Err(StorageFailed) => return self.refuse(&stanza, StanzaError::internal_server_error()).await,
         };
         let mut room = lock.lock().await;
         if room.gone || room.locked {
@@ -35,12 +37,13 @@ impl Muc {
             None => self.to_room(&mut room, &from, &stanza).await,
             Some(nick) => private_message(&room, &nick, &from, &stanza),
         };
-        // Sent under the room's lock, so every occupant sees the room's order.
-        self.send_all(out).await;
+        self.finish(room, out).await;
     }
 
     async fn to_room(&self, room: &mut Room, from: &FullJid, stanza: &Stanza) -> Vec<Stanza> {
-        if let Some(x) = stanza.el().get_child("x", NS_USER) {
+        if let Some(x) = stanza.el().get_child("x", NS_USER)
+            && x.child_elements().any(|c| c.is("invite", NS_USER) || c.is("decline", NS_USER))
+        {
             return self.invitations(room, from, x, stanza).await;
         }
         let refuse = |error: StanzaError| error.reply_to(stanza).into_iter().collect::<Vec<_>>();
@@ -98,8 +101,7 @@ impl Muc {
         }
         message.prepare_wire();
         if has_body {
-            let chars = message.to_bytes().len();
-            room.remember(HistoryItem { stanza: message.clone(), when, chars });
+            room.remember(HistoryItem::new(&room_jid, &message, when));
         }
         if has_body && room.config().members_only && room.config().offline_members {
             self.keep_for_absent_members(room, &message, &key).await;
@@ -126,10 +128,13 @@ impl Muc {
         let affiliation = room.affiliation(&inviter);
         let occupant_role = room.occupant_of(from).map(|o| o.role);
         let mut changed = false;
-        for child in x.child_elements() {
-            let Some(to) = child.attr("to").and_then(|t| BareJid::new(t).ok()) else {
-                out.extend(StanzaError::jid_malformed().reply_to(stanza));
-                continue;
+        let notices = x.child_elements().filter(|c| c.is("invite", NS_USER) || c.is("decline", NS_USER));
+        for child in notices.take(MAX_INVITES) {
+            let to = child.attr("to").and_then(|t| BareJid::new(t).ok());
+            // Never to the service itself: a room does not invite rooms.
+            let Some(to) = to.filter(|t| t.domain().as_str() != self.service) else {
+                out.extend(StanzaError::jid_malformed().with_text("invite or decline an account").reply_to(stanza));
+                break;
             };
             let mut notice = Element::new(child.name.as_str(), NS_USER).with_attr("from", inviter.as_str());
             if let Some(reason) = child.get_child("reason", NS_USER) {
@@ -182,6 +187,9 @@ impl Muc {
     }
 }
 
+/// Most invitations one message may carry.
+const MAX_INVITES: usize = 20;
+
 /// A private message to an occupant (§7.5), relayed from the sender's occupant JID to each
 /// session of the addressee.
 fn private_message(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Vec<Stanza> {
@@ -206,9 +214,15 @@ fn private_message(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> 
     };
     let Some(sender_jid) = room.occupant_jid(&sender.nick) else { return Vec::new() };
     let mut message = stanza.clone();
-    if !message.el().has_child("x", NS_USER) {
-        message.el_mut().push_child(Element::new("x", NS_USER));
-    }
+    // What the client put in that the room vouches for (muc#user items, occupant ids) is
+    // replaced by the room's own.
+    let body = message.el_mut();
+    body.children.retain(|c| match c {
+        crate::module_api::Node::Element(e) => e.ns != NS_USER && e.ns != NS_OCCUPANT_ID,
+        _ => true,
+    });
+    body.push_child(Element::new("x", NS_USER));
+    body.push_child(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", sender.occupant_id.as_str()));
     message.set_from(&Jid::from(sender_jid));
     message.prepare_wire();
     target

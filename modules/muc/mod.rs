@@ -15,8 +15,10 @@
 //!   [`owner`], [`archive`]) and moderation ([`moderate`], XEP-0425); IQs to `room/nick` are
 //!   self-pings (XEP-0410).
 //!
-//! A broadcast is built once: one body with its wire bytes, copied per recipient with only
-//! `to` changed. Each occupant's presence is built when it changes and kept, so an entering
+//! Stanzas for local sessions are written while the room's lock is held; anything that
+//! must be routed (other servers, the service itself) goes after the lock is released, so a
+//! room never waits on itself. A broadcast is built once: one body with its wire bytes,
+//! copied per recipient with only `to` changed. Each occupant's presence is built when it changes and kept, so an entering
 //! occupant gets the others' presence without rebuilding it: a join costs O(occupants).
 //!
 //! Persistent rooms (configuration, affiliations, subject) are kept in the `muc_rooms` store
@@ -36,7 +38,7 @@ mod room_iq;
 mod tests;
 
 use crate::module_api::{
-    Archive, BareJid, BoxFuture, Component, ConfigDuration, Element, ErrorType, Jid, KeyVal, ModuleDescriptor,
+    Archive, BareJid, BoxFuture, Component, ConfigDuration, Element, ErrorType, FullJid, Jid, KeyVal, ModuleDescriptor,
     ModuleError, PeriodicTask, Registrar, ServerHandle, Stanza, StanzaError, StanzaKind, Value, check_section,
     expire_archive, iq_reply, now_micros, ns,
 };
@@ -50,7 +52,7 @@ use std::time::Duration;
 pub static MODULE: ModuleDescriptor = ModuleDescriptor {
     name: "muc",
     xeps: &["XEP-0045", "XEP-0249", "XEP-0410", "XEP-0421", "XEP-0425"],
-    depends: &["offline", "mam"],
+    depends: &["offline", "mam", "presence"],
     default_enabled: true,
     check_config: check_section::<Options>,
     build,
@@ -103,6 +105,17 @@ pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 
 type RoomLock = Arc<tokio::sync::Mutex<Room>>;
 
+/// What [`Muc::deliver_local`] could not deliver itself.
+#[derive(Default)]
+struct Delivered {
+    to_route: Vec<Stanza>,
+    ghosts: Vec<FullJid>,
+}
+
+/// A room could not be read from storage: the stanza is answered with this, never treated as
+/// if the room did not exist (someone could otherwise create it afresh and overwrite it).
+struct StorageFailed;
+
 /// The service: its rooms in memory and its stores.
 pub struct Muc {
     server: ServerHandle,
@@ -111,6 +124,8 @@ pub struct Muc {
     name: String,
     options: Options,
     rooms: Mutex<HashMap<String, RoomLock>>,
+    /// Held while a room is read from storage, so that one room is never loaded twice.
+    loading: tokio::sync::Mutex<()>,
     saved: KeyVal,
     archive: Archive,
 }
@@ -129,6 +144,7 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
         service: service.clone(),
         name: options.name.clone(),
         rooms: Mutex::new(HashMap::new()),
+        loading: tokio::sync::Mutex::new(()),
         saved: r.keyval("muc_rooms"),
         archive: r.archive("muc_archive"),
         options,
@@ -177,57 +193,101 @@ impl Muc {
         }
     }
 
-    /// Sends a stanza from the service: straight to a local session when addressed to one
-    /// (the room already decided; no account policy applies to groupchat traffic), routed
-    /// otherwise.
-    async fn deliver(&self, stanza: Stanza) {
-        if let Some(Ok(full)) = stanza.to_ref().map(Jid::try_as_full)
-            && let Some(session) = self.server.session(full)
-        {
-            // A session that is going away gets nothing more; its unavailable presence is on
-            // its way to the room.
-            session.send(stanza);
-            return;
+    /// Sends what a room operation produced, in order, while the room's lock is held: straight
+    /// to local sessions (the room already decided; no account policy applies to groupchat
+    /// traffic). Returns what must be routed instead (other servers, the service itself),
+    /// which the caller sends after releasing the lock, since routing may come back to a
+    /// room; and the occupant sessions of this server that no longer exist (ghosts, XEP-0045
+    /// §17.3), which the caller removes.
+    fn deliver_local(&self, out: Vec<Stanza>) -> Delivered {
+        let mut delivered = Delivered::default();
+        for stanza in out {
+            let Some(Ok(full)) = stanza.to_ref().map(Jid::try_as_full) else {
+                delivered.to_route.push(stanza);
+                continue;
+            };
+            match self.server.session(full) {
+                Some(session) => {
+                    session.send(stanza);
+                }
+                None if self.server.is_local_domain(full.domain().as_str()) => {
+                    if stanza.kind != StanzaKind::Iq && !stanza.is_error() {
+                        delivered.ghosts.push(full.clone());
+                    }
+                }
+                None => delivered.to_route.push(stanza),
+            }
         }
-        self.server.route(stanza).await;
+        delivered.ghosts.dedup();
+        delivered
+    }
+
+    /// Routes stanzas for elsewhere, after the room's lock is released.
+    async fn route_all(&self, stanzas: Vec<Stanza>) {
+        for stanza in stanzas {
+            self.server.route(stanza).await;
+        }
     }
 
     /// The room with this node name: in memory, or loaded if it is persistent.
-    async fn room(&self, node: &str) -> Option<RoomLock> {
-        if let Some(room) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(node) {
-            return Some(room.clone());
+    async fn room(&self, node: &str) -> Result<Option<RoomLock>, StorageFailed> {
+        if let Some(room) = self.loaded(node) {
+            return Ok(Some(room));
         }
-        let saved = self.load_saved(node).await?;
-        let jid = BareJid::new(&format!("{node}@{}", self.service)).ok()?;
+        let _loading = self.loading.lock().await;
+        if let Some(room) = self.loaded(node) {
+            return Ok(Some(room)); // loaded while this task waited
+        }
+        let Some(saved) = self.load_saved(node).await? else { return Ok(None) };
+        let Ok(jid) = BareJid::new(&format!("{node}@{}", self.service)) else { return Ok(None) };
         let mut room = Room::new(jid, saved);
         room.history = self.load_history(node, room.config()).await;
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        Some(rooms.entry(node.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(room))).clone())
+        Ok(Some(self.create(node, room).0))
+    }
+
+    fn loaded(&self, node: &str) -> Option<RoomLock> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(node).cloned()
     }
 
     /// A persistent room's saved state.
-    async fn load_saved(&self, node: &str) -> Option<Saved> {
+    async fn load_saved(&self, node: &str) -> Result<Option<Saved>, StorageFailed> {
         match self.saved.get(node).await {
             Ok(Some(value)) => match value.to_json::<Saved>() {
-                Ok(saved) => Some(saved),
+                Ok(saved) => Ok(Some(saved)),
                 Err(e) => {
                     tracing::error!(room = node, error = %e, "muc: unreadable saved room");
-                    None
+                    Err(StorageFailed)
                 }
             },
-            Ok(None) => None,
+            Ok(None) => Ok(None),
             Err(e) => {
                 tracing::error!(room = node, error = %e, "muc: loading a room failed");
-                None
+                Err(StorageFailed)
             }
         }
     }
 
-    /// Creates a room in memory (its first occupant makes it exist); `None` if another
-    /// stanza created it meanwhile.
-    fn create(&self, node: &str, room: Room) -> RoomLock {
+    /// Puts a room in memory, or gives the one another stanza put there meanwhile; true when
+    /// this one was put there.
+    fn create(&self, node: &str, room: Room) -> (RoomLock, bool) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        rooms.entry(node.to_owned()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(room))).clone()
+        let mut inserted = false;
+        let lock = rooms
+            .entry(node.to_owned())
+            .or_insert_with(|| {
+                inserted = true;
+                Arc::new(tokio::sync::Mutex::new(room))
+            })
+            .clone();
+        (lock, inserted)
+    }
+
+    /// Deletes a room's archive, after the writes still queued for it.
+    async fn delete_archive(&self, node: &str) {
+        self.archive.commits().flush().await;
+        if let Err(e) = self.archive.delete(node, &crate::module_api::ArchiveQuery::default()).await {
+            tracing::error!(room = node, error = %e, "muc: deleting a room's archive failed");
+        }
     }
 
     /// Forgets a room in memory (it is empty; a persistent one is loaded again when needed).
@@ -306,7 +366,7 @@ impl Muc {
             if loaded.iter().any(|(n, _)| *n == node) {
                 continue;
             }
-            if let Some(saved) = self.load_saved(&node).await
+            if let Ok(Some(saved)) = self.load_saved(&node).await
                 && saved.config.public
             {
                 listed.push((node, saved.config.name));

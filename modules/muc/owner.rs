@@ -5,14 +5,12 @@
 //! After a change, occupants get a status message with 104 (and 172/173 when real JIDs
 //! become visible or hidden); when a room becomes members-only, non-members leave with 322.
 
-use super::admin::remove_occupant;
+use super::admin::{apply_affiliation, remove_occupant};
 use super::form::{apply_submission, config_form};
 use super::room::{Affiliation, Room, Whois};
 use super::room_iq::IqOutcome;
 use super::{Muc, NS_OWNER, NS_USER};
-use crate::module_api::{
-    ArchiveQuery, BareJid, Element, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ns, random_id,
-};
+use crate::module_api::{BareJid, Element, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ns, random_id};
 
 impl Muc {
     pub(super) async fn owner(&self, room: &mut Room, from: &FullJid, query: &Element, get: bool) -> IqOutcome {
@@ -72,8 +70,24 @@ impl Muc {
             return Err(StanzaError::conflict().with_text("a room keeps at least one owner")).into();
         }
         let was_persistent = before.persistent;
+        let changed: Vec<(BareJid, Affiliation)> = affiliations
+            .iter()
+            .filter(|(jid, a)| room.saved.affiliations.get(*jid) != Some(a))
+            .map(|(jid, a)| (jid.clone(), *a))
+            .chain(
+                room.saved
+                    .affiliations
+                    .keys()
+                    .filter(|jid| !affiliations.contains_key(*jid))
+                    .map(|jid| (jid.clone(), Affiliation::None)),
+            )
+            .filter_map(|(jid, a)| BareJid::new(&jid).ok().map(|j| (j, a)))
+            .collect();
         room.saved.config = config;
         room.saved.affiliations = affiliations;
+        while room.history.len() > room.config().history_length {
+            room.history.pop_front();
+        }
         let unlocked = std::mem::replace(&mut room.locked, false);
         if (room.config().persistent || was_persistent)
             && let Err(error) = self.save(room).await
@@ -81,6 +95,11 @@ impl Muc {
             return Err(error).into();
         }
         let mut out = Vec::new();
+        // Owners and admins named or dropped in the form see their new standing (§10.6–§10.8).
+        let extra = Element::new("x", NS_USER);
+        for (account, affiliation) in changed {
+            apply_affiliation(room, &account, affiliation, &extra, &mut out);
+        }
         if room.config().members_only && !before.members_only {
             let outsiders: Vec<String> = room
                 .occupants
@@ -104,6 +123,11 @@ impl Muc {
             match (before.whois, room.config().whois) {
                 (Whois::Moderators, Whois::Anyone) => codes.push(172),
                 (Whois::Anyone, Whois::Moderators) => codes.push(173),
+                _ => {}
+            }
+            match (before.archive, room.config().archive) {
+                (false, true) => codes.push(170),
+                (true, false) => codes.push(171),
                 _ => {}
             }
             out.extend(status_message(room, &codes));
@@ -153,9 +177,7 @@ impl Muc {
         if let Err(e) = self.saved.set(&node, None).await {
             tracing::error!(room = %room.jid, error = %e, "muc: deleting a destroyed room failed");
         }
-        if let Err(e) = self.archive.delete(&node, &ArchiveQuery::default()).await {
-            tracing::error!(room = %room.jid, error = %e, "muc: deleting a destroyed room's archive failed");
-        }
+        self.delete_archive(&node).await;
         room.gone = true;
         self.unload(&node);
         out

@@ -10,10 +10,10 @@
 
 use super::occupant::{ItemInfo, occupant_id, presence_of, user_x};
 use super::room::{Affiliation, HistoryItem, Occupant, Role, Room, RoomConfig, Saved, Visit, Whois};
-use super::{Muc, NS_MUC, NS_USER, registration_required};
+use super::{Muc, NS_MUC, NS_USER, StorageFailed, registration_required};
 use crate::module_api::{
-    BareJid, Element, ErrorType, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, datetime, now_micros, ns,
-    parse_datetime, random_id,
+    BareJid, Element, ErrorType, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, now_micros, parse_datetime,
+    random_id,
 };
 
 /// The codes of an occupant's own presence on entering (§7.2.3, §7.2.12, §10.1.1).
@@ -36,18 +36,17 @@ impl Muc {
         let entering = stanza.type_attr().is_none();
         for _ in 0..3 {
             let (lock, created) = match self.room(node).await {
-                Some(lock) => (lock, false),
-                None if !entering => return,
-                None if !self.may_create(&from.to_bare()) => {
+                Err(StorageFailed) => return self.refuse(&stanza, StanzaError::internal_server_error()).await,
+                Ok(Some(lock)) => (lock, false),
+                Ok(None) if !entering => return,
+                Ok(None) if !self.may_create(&from.to_bare()) => {
                     let error = StanzaError::not_allowed().with_text("rooms are created by local users only");
                     return self.refuse(&stanza, error).await;
                 }
-                None => {
+                Ok(None) => {
                     let instant = !stanza.el().has_child("x", NS_MUC);
                     let fresh = self.new_room(room_jid.clone(), &from.to_bare(), instant);
-                    let lock = self.create(node, fresh);
-                    let created = lock.lock().await.occupants.is_empty();
-                    (lock, created)
+                    self.create(node, fresh)
                 }
             };
             let mut room = lock.lock().await;
@@ -55,9 +54,7 @@ impl Muc {
                 continue; // destroyed or unloaded meanwhile: look again
             }
             let out = self.presence_in(&mut room, nick, from, &stanza, created).await;
-            self.release_if_empty(&mut room);
-            // Sent under the room's lock, so every occupant sees the room's order.
-            return self.send_all(out).await;
+            return self.finish(room, out).await;
         }
     }
 
@@ -75,20 +72,37 @@ impl Muc {
         room
     }
 
-    /// An empty room leaves memory: a temporary one is gone for good, a persistent one is
-    /// loaded again when next addressed.
-    pub(super) fn release_if_empty(&self, room: &mut Room) {
-        if room.occupants.is_empty() && !room.gone {
-            room.gone = true;
-            self.unload(room.jid.node().map(|n| n.as_str()).unwrap_or_default());
+    /// An empty room leaves memory: a temporary one is gone for good, with its archive (a
+    /// room created later under the same name must not see it); a persistent one is loaded
+    /// again when next addressed.
+    async fn release_if_empty(&self, room: &mut Room) {
+        if !room.occupants.is_empty() || room.gone {
+            return;
+        }
+        room.gone = true;
+        let node = room.jid.node().map(|n| n.as_str().to_owned()).unwrap_or_default();
+        self.unload(&node);
+        if !room.config().persistent {
+            self.delete_archive(&node).await;
         }
     }
 
-    /// Sends what a room operation produced, in order.
-    pub(super) async fn send_all(&self, out: Vec<Stanza>) {
-        for stanza in out {
-            self.deliver(stanza).await;
+    /// Ends a room operation: `out` goes to local sessions in order while the lock is held
+    /// (every occupant sees the room's order), sessions found gone leave the room, an empty
+    /// room is released; then the lock is dropped and the rest is routed.
+    pub(super) async fn finish(&self, mut room: tokio::sync::MutexGuard<'_, Room>, out: Vec<Stanza>) {
+        let mut delivered = self.deliver_local(out);
+        let mut more = Vec::new();
+        for ghost in std::mem::take(&mut delivered.ghosts) {
+            self.leave(&mut room, &ghost, &Element::new("presence", NS_CLIENT), &mut more);
         }
+        if !more.is_empty() {
+            // One round: sessions found gone while announcing these are left for the next.
+            delivered.to_route.extend(self.deliver_local(more).to_route);
+        }
+        self.release_if_empty(&mut room).await;
+        drop(room);
+        self.route_all(delivered.to_route).await;
     }
 
     async fn presence_in(
@@ -104,6 +118,12 @@ impl Muc {
         if let Some(current) = room.by_session.get(&from).cloned() {
             match kind.as_deref() {
                 Some("unavailable" | "error") => self.leave(room, &from, stanza.el(), &mut out),
+                // §7.2 (business rules): entering again is a request for the whole state.
+                None if current == nick && stanza.el().has_child("x", NS_MUC) => {
+                    update(room, &from, stanza.el(), &mut out);
+                    out.retain(|s| s.to_ref().is_none_or(|to| to.try_as_full() != Ok(&from)));
+                    send_state(room, &nick, &from, stanza, false, &mut out);
+                }
                 None if current == nick => update(room, &from, stanza.el(), &mut out),
                 None => change_nick(room, &from, &current, nick, stanza, &mut out),
                 _ => {}
@@ -123,6 +143,10 @@ impl Muc {
     /// The entry checks of §7.2.
     fn admit(&self, room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<(), StanzaError> {
         let account = from.to_bare();
+        if self.server.is_local_domain(account.domain().as_str()) && self.server.session(from).is_none() {
+            // A session that ended while its presence was on the way: nobody to let in.
+            return Err(StanzaError::not_acceptable().with_text("this session is gone"));
+        }
         let affiliation = room.affiliation(&account);
         if room.locked && affiliation != Affiliation::Owner {
             // §10.1.2: a room waiting for its configuration does not exist for others.
@@ -162,10 +186,13 @@ impl Muc {
         occupant.visits.retain(|v| &v.jid != from);
         let status: Vec<Element> = presence.child_elements().filter(|c| c.is("status", NS_CLIENT)).cloned().collect();
         if !room.occupants.get(&nick).is_some_and(|o| o.visits.is_empty()) {
-            // Another session stays under this nick: only this one is told it left.
+            // Another session stays under this nick: this one is told it left, and everyone
+            // sees the presence of the session that stays.
             if let Some(occupant) = room.occupants.get(&nick) {
                 out.push(gone_presence(room, occupant, from, from, &[110], None, &status));
             }
+            room.refresh(&nick);
+            broadcast_presence(room, &nick, Some(from), out);
             return;
         }
         if let Some(occupant) = room.occupants.remove(&nick) {
@@ -256,10 +283,7 @@ fn enter(room: &mut Room, nick: String, from: FullJid, stanza: &Stanza, created:
     let account = from.to_bare();
     let affiliation = room.affiliation(&account);
     let role = room.default_role(affiliation);
-    let mut presence = stanza.el().clone();
-    presence.remove_attr("to");
-    presence.remove_attr("from");
-    let visit = Visit { jid: from.clone(), presence };
+    let visit = Visit { jid: from.clone(), presence: kept_presence(stanza.el()) };
     match room.occupants.get_mut(&nick) {
         Some(occupant) => occupant.visits.push(visit),
         None => {
@@ -271,27 +295,56 @@ fn enter(room: &mut Room, nick: String, from: FullJid, stanza: &Stanza, created:
     }
     room.by_session.insert(from.clone(), nick.clone());
     room.refresh(&nick);
-    let to_self = Jid::from(from.clone());
-    for (other, occupant) in &room.occupants {
-        if *other != nick
-            && let Some(views) = &occupant.views
+    broadcast_presence(room, &nick, Some(&from), out);
+    send_state(room, &nick, &from, stanza, created, out);
+}
+
+/// What an entering session gets (§7.2.3): the others' presence, its own with the codes
+/// that describe the room, the history it asked for, and the subject.
+fn send_state(room: &Room, nick: &str, to: &FullJid, stanza: &Stanza, created: bool, out: &mut Vec<Stanza>) {
+    let Some(occupant) = room.occupants.get(nick) else { return };
+    let to_self = Jid::from(to.clone());
+    for (other, them) in &room.occupants {
+        if other != nick
+            && let Some(views) = &them.views
         {
-            let mut copy = views.for_viewer(room, role).clone();
+            let mut copy = views.for_viewer(room, occupant.role).clone();
             copy.set_to(&to_self);
             out.push(copy);
         }
     }
-    broadcast_presence(room, &nick, Some(&from), out);
-    if let Some(occupant) = room.occupants.get(&nick) {
-        let mut own = presence_of(room, occupant, true, &entry_codes(room, created));
-        own.set_to(&to_self);
-        out.push(own);
-    }
+    // The others' presence comes before one's own, which ends the list (§7.2.3); the
+    // broadcast of the newcomer to the others is sent by the caller.
+    let mut own = presence_of(room, occupant, true, &entry_codes(room, created));
+    own.set_to(&to_self);
+    out.push(own);
     if !created {
         let history = stanza.el().get_child("x", NS_MUC).and_then(|x| x.get_child("history", NS_MUC));
-        out.extend(history_for(room, history, &from));
+        out.extend(history_for(room, history, to));
     }
-    out.push(subject_message(room, &from));
+    out.push(subject_message(room, to));
+}
+
+/// The part of a client's presence the room keeps and shows: show, status, priority and
+/// the small public extensions (caps, avatar hash, nick, idle); no MUC elements, nothing
+/// else, so that one occupant cannot make the room hold or repeat large payloads.
+fn kept_presence(presence: &Element) -> Element {
+    const SHOWN: &[(&str, &str)] = &[
+        ("show", NS_CLIENT),
+        ("status", NS_CLIENT),
+        ("priority", NS_CLIENT),
+        ("c", "http://jabber.org/protocol/caps"),
+        ("x", "vcard-temp:x:update"),
+        ("nick", "http://jabber.org/protocol/nick"),
+        ("idle", "urn:xmpp:idle:1"),
+    ];
+    let mut kept = Element::new("presence", NS_CLIENT);
+    for child in presence.child_elements() {
+        if SHOWN.iter().any(|(name, ns)| child.is(name, ns)) && child.to_bytes(NS_CLIENT).len() <= 1024 {
+            kept.push_child(child.clone());
+        }
+    }
+    kept
 }
 
 /// Sends the occupant's current presence to every session in the room except `except`;
@@ -317,9 +370,7 @@ pub(super) fn broadcast_presence(room: &Room, nick: &str, except: Option<&FullJi
 fn update(room: &mut Room, from: &FullJid, presence: &Element, out: &mut Vec<Stanza>) {
     let Some(nick) = room.by_session.get(from).cloned() else { return };
     if let Some(occupant) = room.occupants.get_mut(&nick) {
-        let mut presence = presence.clone();
-        presence.remove_attr("to");
-        presence.remove_attr("from");
+        let presence = kept_presence(presence);
         if let Some(pos) = occupant.visits.iter().position(|v| &v.jid == from) {
             let mut visit = occupant.visits.remove(pos);
             visit.presence = presence;
@@ -382,11 +433,6 @@ pub(super) fn history_for(room: &Room, request: Option<&Element>, to: &FullJid) 
         .rev()
         .map(|item| {
             let mut copy = item.stanza.clone();
-            copy.el_mut().push_child(
-                Element::new("delay", ns::DELAY)
-                    .with_attr("from", room.jid.as_str())
-                    .with_attr("stamp", datetime(item.when)),
-            );
             copy.set_to(&to);
             copy
         })

@@ -170,13 +170,32 @@ pub struct Subject {
 /// A message kept for the history sent on join (XEP-0045 §7.2.15).
 #[derive(Clone)]
 pub struct HistoryItem {
-    /// The message as broadcast (from the occupant JID, no `to`).
+    /// The message as broadcast (from the occupant JID, no `to`) with its `<delay/>`, ready
+    /// to be copied to whoever enters.
     pub stanza: Stanza,
     /// Unix microseconds.
     pub when: i64,
     /// Its length in characters, for `maxchars`.
     pub chars: usize,
 }
+
+impl HistoryItem {
+    /// The history copy of a broadcast message, stamped with `<delay from=room/>` once.
+    pub fn new(room: &str, message: &Stanza, when: i64) -> HistoryItem {
+        let mut stanza = message.clone();
+        stanza.el_mut().push_child(
+            Element::new("delay", crate::module_api::ns::DELAY)
+                .with_attr("from", room)
+                .with_attr("stamp", crate::module_api::datetime(when)),
+        );
+        stanza.prepare_wire();
+        let chars = stanza.to_bytes().len();
+        HistoryItem { stanza, when, chars }
+    }
+}
+
+/// Most bytes of history a room keeps, whatever its configured length.
+pub const HISTORY_MAX_BYTES: usize = 1024 * 1024;
 
 /// One session in the room under a nick (several sessions of one account may share a nick).
 #[derive(Clone)]
@@ -212,6 +231,9 @@ pub struct Room {
     pub history: VecDeque<HistoryItem>,
     /// Destroyed or unloaded: whoever waited for its lock must look the room up again.
     pub gone: bool,
+    /// IQs relayed between occupants and not answered yet: the id given to the addressee, the
+    /// requester's session and its own id. Bounded; the oldest are forgotten.
+    pub relays: VecDeque<(String, FullJid, String)>,
 }
 
 impl Room {
@@ -224,6 +246,7 @@ impl Room {
             by_session: HashMap::new(),
             history: VecDeque::new(),
             gone: false,
+            relays: VecDeque::new(),
         }
     }
 
@@ -299,8 +322,12 @@ impl Room {
             return;
         }
         self.history.push_back(item);
-        while self.history.len() > keep {
-            self.history.pop_front();
+        let mut bytes: usize = self.history.iter().map(|i| i.chars).sum();
+        while self.history.len() > keep || bytes > HISTORY_MAX_BYTES {
+            match self.history.pop_front() {
+                Some(dropped) => bytes -= dropped.chars,
+                None => break,
+            }
         }
     }
 

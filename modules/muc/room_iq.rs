@@ -1,11 +1,11 @@
 //! IQs to a room and to occupants: disco#info and #items of the room (XEP-0045 §6.4, §6.5),
 //! ping, the admin (§8, §9) and owner (§10) protocols, archive queries (XEP-0313 §4 on the
 //! room JID), self-pings to one's own occupant JID (XEP-0410), and IQs between occupants,
-//! relayed with an id that carries the requester so that the answer finds its way back.
+//! relayed under an id of the room's so that the answer finds its way back.
 
 use super::room::Room;
-use super::{Muc, NS_ADMIN, NS_MUC, NS_OCCUPANT_ID, NS_OWNER, form};
-use crate::module_api::{Element, FullJid, Jid, Stanza, StanzaError, iq_reply, ns};
+use super::{Muc, NS_ADMIN, NS_MUC, NS_OCCUPANT_ID, NS_OWNER, StorageFailed, form};
+use crate::module_api::{Element, FullJid, Jid, Stanza, StanzaError, iq_reply, ns, random_id};
 
 /// What an IQ handler of a room gives back: the reply and stanzas for others, in order.
 pub(super) struct IqOutcome {
@@ -25,31 +25,37 @@ impl Muc {
         if !request && nick.is_none() {
             return; // results and errors to a room answer nothing the room asked
         }
-        let Some(Ok(from)) = stanza.from().map(Jid::try_into_full) else { return };
-        let Some(lock) = self.room(node).await else {
-            return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
+        let Some(sender) = stanza.from() else { return };
+        let lock = match self.room(node).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await,
+            Err(StorageFailed) => return self.refuse(&stanza, StanzaError::internal_server_error()).await,
         };
         let mut room = lock.lock().await;
         if room.gone {
             drop(room);
             return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
         }
-        let out = match nick {
-            None => {
+        let out = match (nick, sender.try_into_full()) {
+            // Answers to relayed requests may come from an account (vCards).
+            (Some(nick), from) if !request => {
+                let from = from.map(Jid::from).unwrap_or_else(Jid::from);
+                relay_answer(&mut room, &nick, &from, &stanza).into_iter().collect()
+            }
+            (_, Err(_)) => Vec::new(),
+            (None, Ok(from)) => {
                 let outcome = self.room_iq(&mut room, &from, &stanza).await;
                 let mut out = outcome.out;
                 out.extend(iq_reply(&stanza, outcome.reply));
                 out
             }
-            Some(nick) if !request => relay_answer(&room, &nick, &from, &stanza).into_iter().collect(),
-            Some(nick) => match occupant_iq(&room, &nick, &from, &stanza) {
+            (Some(nick), Ok(from)) => match occupant_iq(&mut room, &nick, &from, &stanza) {
                 Ok(Some(relayed)) => vec![relayed],
                 Ok(None) => iq_reply(&stanza, Ok(None)).into_iter().collect(),
                 Err(error) => iq_reply(&stanza, Err(error)).into_iter().collect(),
             },
         };
-        self.release_if_empty(&mut room);
-        self.send_all(out).await;
+        self.finish(room, out).await;
     }
 
     async fn room_iq(&self, room: &mut Room, from: &FullJid, stanza: &Stanza) -> IqOutcome {
@@ -117,53 +123,67 @@ fn disco_items(room: &Room, from: &FullJid) -> Element {
     query
 }
 
+/// Most relayed IQs a room waits answers for.
+const MAX_RELAYS: usize = 256;
+
 /// An IQ request to an occupant JID. A ping to one's own occupant JID is the XEP-0410
 /// self-ping, answered by the room: a result while the session is in the room under that
 /// nick, `not-acceptable` when it is not in the room. Other requests from occupants are
-/// relayed to the addressee's latest session, from the requester's occupant JID, so real JIDs
-/// stay hidden (clients fetch occupants' vCard avatars this way, XEP-0153):
-/// `Ok(Some(request))` is the relayed copy, `Ok(None)` a result.
-fn occupant_iq(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<Option<Stanza>, StanzaError> {
-    let Some(joined_as) = room.by_session.get(from) else {
+/// relayed from the requester's occupant JID with an id of the room's, so real JIDs stay
+/// hidden: vCard requests (XEP-0054, XEP-0153 avatars) go to the addressee's account, which
+/// its server answers; others to its latest session. `Ok(Some(request))` is the relayed
+/// copy, `Ok(None)` a result.
+fn occupant_iq(room: &mut Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<Option<Stanza>, StanzaError> {
+    let Some(joined_as) = room.by_session.get(from).cloned() else {
         return Err(StanzaError::not_acceptable().with_text("you are not in this room"));
     };
-    let is_ping = stanza.el().first_child_element().is_some_and(|p| p.is("ping", ns::PING));
-    if is_ping && joined_as == nick {
+    let payload = stanza.el().first_child_element();
+    if payload.is_some_and(|p| p.is("ping", ns::PING)) && joined_as == nick {
         return Ok(None);
     }
     let target = room.occupants.get(nick).ok_or_else(|| StanzaError::item_not_found().with_text("no such occupant"))?;
-    let (Some(to), Some(sender)) = (target.visits.last(), room.occupant_jid(joined_as)) else {
-        return Err(StanzaError::item_not_found().with_text("no such occupant"));
+    let to = if payload.is_some_and(|p| p.ns == ns::VCARD) {
+        Jid::from(target.account.clone())
+    } else {
+        let Some(visit) = target.visits.last() else { return Err(StanzaError::item_not_found()) };
+        Jid::from(visit.jid.clone())
     };
+    let Some(sender) = room.occupant_jid(&joined_as) else { return Err(StanzaError::item_not_found()) };
+    let token = random_id(12);
+    if room.relays.len() >= MAX_RELAYS {
+        room.relays.pop_front();
+    }
+    room.relays.push_back((token.clone(), from.clone(), stanza.id().unwrap_or_default().to_owned()));
     let mut request = stanza.clone();
-    request.el_mut().set_attr("id", relay_id(from, stanza.id().unwrap_or_default()));
+    request.el_mut().set_attr("id", token);
     request.set_from(&Jid::from(sender));
-    request.set_to(&Jid::from(to.jid.clone()));
+    request.set_to(&to);
     Ok(Some(request))
 }
 
-/// The id of a relayed request: the requester's session and its own id, so that the answer
-/// finds its way back without the room keeping state.
-fn relay_id(requester: &FullJid, id: &str) -> String {
-    use base64::Engine;
-    format!("{}~{id}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(requester.as_str()))
-}
-
-/// The answer (result or error) to a relayed request, coming from the addressee's session to
-/// the requester's occupant JID `room/nick`: sent on to the requester with its own id, if the
-/// requester is still in the room under that nick and the answer comes from an occupant.
-fn relay_answer(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Option<Stanza> {
-    use base64::Engine;
-    let answerer = room.by_session.get(from)?;
-    let (requester, id) = stanza.id()?.split_once('~')?;
-    let requester = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(requester).ok()?;
-    let requester = FullJid::new(std::str::from_utf8(&requester).ok()?).ok()?;
+/// The answer (result or error) to a relayed request, coming to the requester's occupant
+/// JID `room/nick`: sent on to the requester with its own id, if the room gave out that id
+/// for a request from that nick, and the answer comes from the addressee (its session, or
+/// its account for vCards).
+fn relay_answer(room: &mut Room, nick: &str, from: &Jid, stanza: &Stanza) -> Option<Stanza> {
+    let position = room.relays.iter().position(|(token, _, _)| Some(token.as_str()) == stanza.id())?;
+    let (_, requester, id) = room.relays.get(position)?.clone();
     if room.by_session.get(&requester).map(String::as_str) != Some(nick) {
         return None;
     }
+    let answerer = room
+        .occupants
+        .values()
+        .find(|o| match from.try_as_full() {
+            Ok(full) => o.visits.iter().any(|v| &v.jid == full),
+            Err(bare) => &o.account == bare,
+        })?
+        .nick
+        .clone();
+    room.relays.remove(position);
     let mut answer = stanza.clone();
     answer.el_mut().set_attr("id", id);
-    answer.set_from(&Jid::from(room.occupant_jid(answerer)?));
+    answer.set_from(&Jid::from(room.occupant_jid(&answerer)?));
     answer.set_to(&Jid::from(requester));
     Some(answer)
 }

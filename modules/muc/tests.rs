@@ -64,11 +64,10 @@ fn room_with_history(ages_secs: &[i64]) -> Room {
         let el = Element::new("message", NS_CLIENT)
             .with_attr("type", "groupchat")
             .with_child(Element::new("body", NS_CLIENT).with_text(format!("m{n}")));
-        room.remember(HistoryItem {
-            stanza: Stanza::new(StanzaKind::Message, el),
-            when: now - age * 1_000_000,
-            chars: 10,
-        });
+        let mut item =
+            HistoryItem::new("r@conference.localhost", &Stanza::new(StanzaKind::Message, el), now - age * 1_000_000);
+        item.chars = 10;
+        room.remember(item);
     }
     room
 }
