@@ -133,6 +133,7 @@ impl Server {
         for session in self.sessions.all() {
             session.close("system-shutdown");
         }
+        self.s2s.shut_down();
     }
 }
 

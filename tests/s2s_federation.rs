@@ -1,8 +1,10 @@
 //! Two Starling servers federate (RFC 6120 server streams, XEP-0220 dialback over TLS with
 //! self-signed certificates): each with its own domain and database, static routes to each
 //! other. Shown: messages both ways in order, presence subscription both ways, an IQ across;
-//! a peer that is down bounces with `remote-server-not-found`; a peer that sends a stanza from
-//! a domain it did not authenticate loses its stream with `invalid-from`.
+//! a peer that is down bounces with `remote-server-not-found`; messages to a peer that
+//! restarts are each delivered or bounced, none lost; a peer that sends a stanza from a domain
+//! it did not authenticate loses its stream with `invalid-from`; a peer that stalls in the TLS
+//! handshake is dropped after the timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../conformance/client.rs"]
@@ -196,4 +198,80 @@ async fn a_peer_that_stalls_in_the_tls_handshake_is_dropped() {
     .await;
     assert!(closed.is_ok(), "the stalled connection was not closed");
     assert!(started.elapsed() >= Duration::from_secs(2), "closed before the timeout: {:?}", started.elapsed());
+}
+
+/// A node on a database file, so that it can be restarted with its accounts.
+async fn node_on_file(
+    domain: &str,
+    dir: &std::path::Path,
+    s2s_port: u16,
+    routes: &[(&str, u16)],
+) -> (Running, Arc<Server>) {
+    let routes: String = routes.iter().map(|(d, p)| format!("\"{d}\" = \"127.0.0.1:{p}\"\n")).collect();
+    let toml = format!(
+        "[server]\ndomains = [\"{domain}\"]\ndata_dir = {:?}\n\
+         [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+         [s2s]\nlisten = [\"127.0.0.1:{s2s_port}\"]\nrequire_valid_certs = false\nconnect_timeout = \"3s\"\n\
+         [s2s.routes]\n{routes}",
+        dir.display().to_string()
+    );
+    let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
+    let server = Server::build(config).await.unwrap();
+    let running = serve(server.clone()).await.unwrap();
+    (running, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = node("a.test", port_a, &[("b.test", port_b)]).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let (b_running, b_server) = node_on_file("b.test", b_dir.path(), port_b, &[("a.test", port_a)]).await;
+    b_server.accounts.create(&jid::BareJid::new("bob@b.test").unwrap(), "pw").await.unwrap();
+    let mut alice = a.user("alice").await;
+    let mut bob = Client::connect(b_running.c2s_direct_tls[0], "b.test", "bob", "pw", "r").await.unwrap();
+    bob.send_raw("<presence/>").await.unwrap();
+    bob.recv_named("presence").await.unwrap();
+
+    let send = |n: usize| format!("<message type='chat' id='m{n}' to='bob@b.test'><body>m{n}</body></message>");
+    for n in 0..50 {
+        alice.send_raw(&send(n)).await.unwrap();
+    }
+    let mut delivered: Vec<String> = bodies(&mut bob, 50).await;
+    // The peer goes away (its streams close), messages are sent meanwhile, and it comes back.
+    drop(bob);
+    b_running.stop();
+    drop(b_running);
+    drop(b_server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 50..100 {
+        alice.send_raw(&send(n)).await.unwrap();
+    }
+    let mut bounced = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bounced.len() < 50 {
+        match tokio::time::timeout_at(deadline, alice.recv_named("message")).await {
+            Ok(Ok(el)) if el.attr("type") == Some("error") => {
+                bounced.push(el.attr("id").unwrap_or_default().to_owned())
+            }
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    let (b_running, _b_server) = node_on_file("b.test", b_dir.path(), port_b, &[("a.test", port_a)]).await;
+    let mut bob = Client::connect(b_running.c2s_direct_tls[0], "b.test", "bob", "pw", "r").await.unwrap();
+    bob.send_raw("<presence/>").await.unwrap();
+    for n in 100..150 {
+        alice.send_raw(&send(n)).await.unwrap();
+    }
+    // Whatever was not bounced arrives (stored while bob was away, or live), then m100..m149.
+    let expected_after = 150 - 50 - bounced.len();
+    delivered.extend(bodies(&mut bob, expected_after).await);
+    for n in 0..150 {
+        let id = format!("m{n}");
+        let got = delivered.iter().filter(|b| **b == id).count();
+        let bounced_n = bounced.iter().filter(|b| **b == id).count();
+        assert_eq!(got + bounced_n, 1, "{id}: delivered {got} times, bounced {bounced_n} times");
+    }
+    eprintln!("while the peer was down: {} bounced, {} delivered later", bounced.len(), 50 - bounced.len());
 }

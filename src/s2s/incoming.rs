@@ -22,6 +22,7 @@ use super::negotiation_limits;
 use crate::c2s::connection::{Conn, Exit, Transport};
 use crate::router::stanza::Stanza;
 use crate::server::Server;
+use crate::session::sm::NS_SM;
 use crate::stream::{NS_STREAMS, NS_TLS, StreamError};
 use crate::xml::{Element, FrameEvent};
 use std::collections::HashSet;
@@ -67,7 +68,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
         }
     };
     let mut conn = Conn::new(tls, peer, negotiation_limits(&server)).server_stream();
-    let mut stream = Incoming { server: &server, id: String::new(), authenticated: HashSet::new() };
+    let mut stream = Incoming { server: &server, id: String::new(), authenticated: HashSet::new(), handled: None };
     let exit = stream.run(&mut conn).await;
     if let Some(exit) = exit {
         end(&mut conn, exit).await;
@@ -115,6 +116,8 @@ struct Incoming<'a> {
     id: String,
     /// Peer domains proven by dialback on this stream.
     authenticated: HashSet<String>,
+    /// With stream management (XEP-0198) enabled: stanzas handled so far, modulo 2^32.
+    handled: Option<u32>,
 }
 
 impl Incoming<'_> {
@@ -127,19 +130,18 @@ impl Incoming<'_> {
             Err(_) => return Some(StreamError::new("connection-timeout").into()),
         }
         // Without <errors/>: dialback errors (XEP-0220 §2.4) are not sent; refusals end the stream.
-        let feature = Element::new("dialback", NS_DIALBACK_FEATURE);
-        if let Err(exit) = conn.send(&crate::stream::features(&[feature], "jabber:server")).await {
+        let features = [Element::new("dialback", NS_DIALBACK_FEATURE), Element::new("sm", NS_SM)];
+        if let Err(exit) = conn.send(&crate::stream::features(&features, "jabber:server")).await {
             return Some(exit);
         }
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let event = if self.authenticated.is_empty() {
-                match tokio::time::timeout_at(deadline, conn.next()).await {
-                    Ok(event) => event,
-                    Err(_) => return Some(StreamError::new("connection-timeout").into()),
+            let event = tokio::select! {
+                event = conn.next() => event,
+                () = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => {
+                    return Some(StreamError::new("connection-timeout").into());
                 }
-            } else {
-                conn.next().await
+                () = self.server.s2s.closed() => return Some(StreamError::new("system-shutdown").into()),
             };
             let el = match event {
                 Ok(FrameEvent::Element(el)) => el,
@@ -164,6 +166,9 @@ impl Incoming<'_> {
         if el.is("error", NS_STREAMS) {
             return Err(Exit::Closed);
         }
+        if el.ns == NS_SM {
+            return self.stream_management(conn, &el).await;
+        }
         let stanza = match Stanza::from_element(el) {
             Ok(stanza) => stanza,
             Err(_) => return Err(StreamError::new("unsupported-stanza-type").into()),
@@ -180,7 +185,32 @@ impl Incoming<'_> {
             return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
         }
         crate::router::route(self.server, stanza, None).await;
+        if let Some(handled) = &mut self.handled {
+            *handled = handled.wrapping_add(1);
+        }
         Ok(())
+    }
+
+    /// Stream management on a server stream (XEP-0198 §3, §4): once enabled by an
+    /// authenticated peer, `<r/>` is answered with the count of stanzas handled, after what
+    /// they stored is committed, so an acknowledged stanza survives a crash here.
+    async fn stream_management<S: Transport>(&mut self, conn: &mut Conn<S>, el: &Element) -> Result<(), Exit> {
+        match el.name.as_str() {
+            "enable" if self.authenticated.is_empty() => {
+                conn.send(format!("<failed xmlns='{NS_SM}'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>").as_bytes()).await
+            }
+            "enable" => {
+                self.handled = Some(0);
+                conn.send(format!("<enabled xmlns='{NS_SM}'/>").as_bytes()).await
+            }
+            "r" => {
+                let Some(handled) = self.handled else { return Ok(()) };
+                let commits = self.server.storage.commits();
+                commits.committed(commits.enqueued()).await;
+                conn.send(format!("<a xmlns='{NS_SM}' h='{handled}'/>").as_bytes()).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The peer claims a domain (XEP-0220 §2.1.1): verified with that domain's authoritative

@@ -27,11 +27,13 @@ use tokio::sync::mpsc;
 
 /// Federation state: the links in use, the dialback secret and the TLS client configuration.
 pub struct S2s {
-    links: Mutex<HashMap<(String, String), mpsc::Sender<Stanza>>>,
+    links: Mutex<HashMap<(String, String), mpsc::Sender<Queued>>>,
     /// Secret behind our dialback keys (XEP-0185), new at each start: keys are only checked
     /// while the link that presented them is being set up.
     pub(crate) secret: Vec<u8>,
     pub(crate) client_tls: Arc<rustls::ClientConfig>,
+    /// Becomes true when the server shuts down: every server stream closes.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl S2s {
@@ -41,7 +43,24 @@ impl S2s {
             links: Mutex::new(HashMap::new()),
             secret: crate::module_api::random_id(32).into_bytes(),
             client_tls: tls::client_config(config.require_valid_certs, &config.ca_files)?,
+            closing: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Closes every server stream, in both directions (`system-shutdown`).
+    pub fn shut_down(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether the server is shutting down.
+    pub(crate) fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves when the server shuts down.
+    pub(crate) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 }
 
@@ -70,38 +89,48 @@ impl From<crate::c2s::connection::Exit> for S2sError {
     }
 }
 
+/// A stanza waiting for a link, with the number of links that already failed to deliver it.
+pub(crate) struct Queued {
+    stanza: Stanza,
+    tries: u8,
+}
+
 /// Sends a stanza to another server: queued on the link for its (sender domain, addressee
 /// domain), which is opened if needed. The sender's domain must be one of ours.
 pub async fn send(server: &Server, stanza: Stanza) {
-    let (Some(from), Some(to)) = (stanza.from_ref(), stanza.to_ref()) else { return };
+    resend(server, Queued { stanza, tries: 0 }).await;
+}
+
+async fn resend(server: &Server, queued: Queued) {
+    let (Some(from), Some(to)) = (queued.stanza.from_ref(), queued.stanza.to_ref()) else { return };
     let local = from.domain().as_str().to_owned();
     let remote = to.domain().as_str().to_owned();
     if !is_ours(server, &local) {
         return; // only our own users' and services' stanzas leave through us
     }
     let Some(me) = server.me() else { return };
-    let mut stanza = stanza;
+    let mut queued = queued;
     for _ in 0..2 {
         let sender = link(&me, &local, &remote);
-        match sender.try_send(stanza) {
+        match sender.try_send(queued) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(refused)) => {
                 let error = StanzaError::new(ErrorType::Wait, "resource-constraint")
                     .with_text("too many stanzas are waiting for this server");
-                return crate::router::bounce(server, &refused, error).await;
+                return crate::router::bounce(server, &refused.stanza, error).await;
             }
             // The link just ended; a new one is made on the second pass.
             Err(mpsc::error::TrySendError::Closed(refused)) => {
                 link_ended(server, &local, &remote);
-                stanza = refused;
+                queued = refused;
             }
         }
     }
-    crate::router::bounce(server, &stanza, StanzaError::remote_server_not_found()).await;
+    crate::router::bounce(server, &queued.stanza, StanzaError::remote_server_not_found()).await;
 }
 
 /// The queue of the link for a domain pair, starting the link if there is none.
-fn link(server: &Arc<Server>, local: &str, remote: &str) -> mpsc::Sender<Stanza> {
+fn link(server: &Arc<Server>, local: &str, remote: &str) -> mpsc::Sender<Queued> {
     let mut links = server.s2s.links.lock().unwrap_or_else(|p| p.into_inner());
     let key = (local.to_owned(), remote.to_owned());
     if let Some(sender) = links.get(&key).filter(|s| !s.is_closed()) {

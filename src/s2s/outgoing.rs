@@ -5,22 +5,26 @@
 //! port 5269 through the system resolver, which honours the hosts file), opens a
 //! `jabber:server` stream, upgrades it with STARTTLS (required), and authenticates with
 //! dialback (XEP-0220 §2.1): `<db:result>` with our key, answered `type='valid'` once the peer
-//! asked our domain's authoritative server (us) to verify it. Stanzas queued meanwhile then
-//! go out in order. If the peer cannot be reached or refuses, every queued stanza bounces to
-//! its sender with `remote-server-not-found` (or `remote-server-timeout` when the time given
-//! runs out), and the link ends; the next stanza opens a new one.
+//! asked our domain's authoritative server (us) to verify it; then stream management
+//! (XEP-0198) if the peer offers it. Stanzas queued meanwhile then go out in order. If the
+//! peer cannot be reached or refuses, every queued stanza bounces to its sender with
+//! `remote-server-not-found` (or `remote-server-timeout` when the time given runs out), and
+//! the link ends; the next stanza opens a new one. If a link that was up breaks (the peer
+//! restarts), what the peer had not acknowledged is sent again on a new link, once; so a
+//! stanza is delivered or bounced, never silently lost.
 //!
 //! [`verify`] is the other use of an outgoing connection: asking a peer's authoritative server
 //! whether a key it presented to us is genuine (`<db:verify>`, XEP-0220 §2.3).
 
 use super::dialback::{self, NS_DIALBACK};
-use super::{S2sError, negotiation_limits};
+use super::{Queued, S2sError, negotiation_limits};
 use crate::c2s::connection::{Conn, Exit, Transport};
 use crate::router::error::StanzaError;
-use crate::router::stanza::Stanza;
 use crate::server::Server;
+use crate::session::sm::NS_SM;
 use crate::stream::{NS_STREAMS, NS_TLS};
 use crate::xml::{Element, FrameEvent};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -29,67 +33,108 @@ use tokio::time::timeout;
 
 type TlsConn = Conn<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// Runs one link until it fails or idles out; what is left in its queue bounces.
-pub(super) async fn run_link(server: Arc<Server>, local: String, remote: String, mut queue: mpsc::Receiver<Stanza>) {
+/// Runs one link until it fails or idles out. If it never came up, everything queued
+/// bounces. If it was up, stanzas the peer did not acknowledge (stream management) and
+/// stanzas still queued go to a new link, once; after that they bounce.
+pub(super) async fn run_link(server: Arc<Server>, local: String, remote: String, mut queue: mpsc::Receiver<Queued>) {
     let limit = server.config.s2s.connect_timeout.get();
     let outcome = timeout(limit, open_authenticated(&server, &local, &remote)).await;
-    let error = match outcome {
-        Ok(Ok(mut conn)) => {
-            tracing::info!(%local, %remote, "server link up");
-            let end = carry(&server, &mut conn, &mut queue).await;
+    let (error, mut unacked) = match outcome {
+        Ok(Ok((mut conn, sm))) => {
+            tracing::info!(%local, %remote, stream_management = sm, "server link up");
+            let ended = carry(&server, &mut conn, &mut queue, sm).await;
             conn.close().await;
-            tracing::info!(%local, %remote, reason = %end, "server link closed");
-            StanzaError::remote_server_not_found()
+            tracing::info!(%local, %remote, reason = %ended.reason, unacked = ended.unacked.len(), "server link closed");
+            (None, ended.unacked)
         }
         Ok(Err(e)) => {
             tracing::info!(%local, %remote, error = %e, "cannot reach peer server");
-            StanzaError::remote_server_not_found().with_text(e.to_string())
+            (Some(StanzaError::remote_server_not_found().with_text(e.to_string())), Vec::new())
         }
         Err(_) => {
             tracing::info!(%local, %remote, "peer server did not answer in time");
-            StanzaError::new(crate::router::error::ErrorType::Wait, "remote-server-timeout")
+            (Some(StanzaError::new(crate::router::error::ErrorType::Wait, "remote-server-timeout")), Vec::new())
         }
     };
     super::link_ended(&server, &local, &remote);
     queue.close();
-    while let Some(stanza) = queue.recv().await {
-        crate::router::bounce(&server, &stanza, error.clone()).await;
+    while let Some(queued) = queue.recv().await {
+        unacked.push(queued);
+    }
+    for queued in unacked {
+        match &error {
+            None if queued.tries == 0 && !server.s2s.is_closing() => {
+                super::resend(&server, Queued { tries: 1, ..queued }).await;
+            }
+            None => crate::router::bounce(&server, &queued.stanza, StanzaError::remote_server_not_found()).await,
+            Some(error) => crate::router::bounce(&server, &queued.stanza, error.clone()).await,
+        }
     }
 }
 
-/// Writes queued stanzas until the link has been idle for `idle_timeout` or fails.
-async fn carry(server: &Server, conn: &mut TlsConn, queue: &mut mpsc::Receiver<Stanza>) -> String {
+/// How a link that was up ended.
+struct Ended {
+    reason: String,
+    /// Sent but not acknowledged (with stream management), oldest first.
+    unacked: Vec<Queued>,
+}
+
+/// Writes queued stanzas until the link has been idle for `idle_timeout` or fails. With
+/// stream management (XEP-0198 on server links), each write ends with `<r/>` and stanzas are
+/// kept until the peer's `<a h/>` counts them.
+async fn carry(server: &Server, conn: &mut TlsConn, queue: &mut mpsc::Receiver<Queued>, sm: bool) -> Ended {
     let idle = server.config.s2s.idle_timeout.get();
     let mut out = Vec::with_capacity(4096);
-    loop {
+    let mut unacked: VecDeque<Queued> = VecDeque::new();
+    let mut acked: u32 = 0;
+    let reason = loop {
         tokio::select! {
             next = timeout(idle, queue.recv()) => match next {
-                Ok(Some(stanza)) => {
+                Ok(Some(queued)) => {
                     out.clear();
-                    stanza.write_to(&mut out);
+                    queued.stanza.write_to(&mut out);
+                    let mut batch = vec![queued];
                     // Whatever else is waiting goes in the same write.
                     while out.len() < 64 * 1024 {
                         match queue.try_recv() {
-                            Ok(more) => more.write_to(&mut out),
+                            Ok(more) => {
+                                more.stanza.write_to(&mut out);
+                                batch.push(more);
+                            }
                             Err(_) => break,
                         }
                     }
+                    if sm {
+                        out.extend_from_slice(format!("<r xmlns='{NS_SM}'/>").as_bytes());
+                        unacked.extend(batch);
+                    }
                     if let Err(e) = conn.send(&out).await {
-                        return format!("write failed: {e:?}");
+                        break format!("write failed: {e:?}");
                     }
                 }
-                Ok(None) => return "shutting down".into(),
-                Err(_) => return "idle".into(),
+                Ok(None) => break "no more senders".into(),
+                Err(_) if unacked.is_empty() => break "idle".into(),
+                Err(_) => {}
             },
+            () = server.s2s.closed() => break "shutting down".into(),
             event = conn.next() => match event {
-                // Nothing but whitespace is expected on our outgoing stream once it carries
-                // stanzas; the peer closing it ends the link.
-                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => return "closed by peer".into(),
+                Ok(FrameEvent::Element(el)) if sm && el.is("a", NS_SM) => {
+                    let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).unwrap_or(acked);
+                    let newly = h.wrapping_sub(acked) as usize;
+                    if newly > unacked.len() {
+                        break "the peer acknowledged more than was sent".into();
+                    }
+                    unacked.drain(..newly);
+                    acked = h;
+                }
+                // The peer closing the stream ends the link.
+                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => break "closed by peer".into(),
                 Ok(_) => {}
-                Err(e) => return format!("{e:?}"),
+                Err(e) => break format!("{e:?}"),
             },
         }
-    }
+    };
+    Ended { reason, unacked: unacked.into() }
 }
 
 /// Where a peer domain listens: the static route if one is configured, else the domain on
@@ -110,8 +155,8 @@ async fn addresses(server: &Server, remote: &str) -> Result<Vec<SocketAddr>, S2s
 }
 
 /// Connects to the peer and secures the stream with STARTTLS; returns the connection right
-/// after the restarted stream's features, with the peer's stream id.
-async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, String), S2sError> {
+/// after the restarted stream's features, with the peer's stream id and those features.
+async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, String, Element), S2sError> {
     let mut last_error = S2sError::Unreachable(format!("no address for {remote}"));
     let mut tcp = None;
     for addr in addresses(server, remote).await? {
@@ -140,22 +185,36 @@ async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(Tls
     let connector = tokio_rustls::TlsConnector::from(server.s2s.client_tls.clone());
     let tls = connector.connect(name, conn.io).await.map_err(|e| S2sError::Refused(format!("TLS: {e}")))?;
     let mut conn = Conn::new(tls, addr, negotiation_limits(server)).server_stream();
-    let (id, _) = open_stream(&mut conn, local, remote).await?;
-    Ok((conn, id))
+    let (id, features) = open_stream(&mut conn, local, remote).await?;
+    Ok((conn, id, features))
 }
 
-/// Opens a link and authenticates our domain with dialback.
-async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Result<TlsConn, S2sError> {
-    let (mut conn, id) = open_secured(server, local, remote).await?;
+/// Opens a link and authenticates our domain with dialback; then enables stream management
+/// if the peer offers it (true when enabled).
+async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, bool), S2sError> {
+    let (mut conn, id, features) = open_secured(server, local, remote).await?;
     let key = dialback::key(&server.s2s.secret, remote, local, &id);
     conn.send(&dialback::element("result", local, remote, None, None, Some(&key))).await.map_err(S2sError::from)?;
     loop {
         let answer = next_element(&mut conn).await?;
         if answer.is("result", NS_DIALBACK) {
-            return match answer.attr("type") {
-                Some("valid") => Ok(conn),
-                other => Err(S2sError::Refused(format!("dialback answered {}", other.unwrap_or("nothing")))),
-            };
+            match answer.attr("type") {
+                Some("valid") => break,
+                other => return Err(S2sError::Refused(format!("dialback answered {}", other.unwrap_or("nothing")))),
+            }
+        }
+    }
+    if !features.has_child("sm", NS_SM) {
+        return Ok((conn, false));
+    }
+    conn.send(format!("<enable xmlns='{NS_SM}'/>").as_bytes()).await?;
+    loop {
+        let answer = next_element(&mut conn).await?;
+        if answer.is("enabled", NS_SM) {
+            return Ok((conn, true));
+        }
+        if answer.is("failed", NS_SM) {
+            return Ok((conn, false));
         }
     }
 }
@@ -165,7 +224,7 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
 pub(super) async fn verify(server: &Server, local: &str, remote: &str, id: &str, key: &str) -> bool {
     let limit = server.config.s2s.connect_timeout.get();
     let asked = timeout(limit, async {
-        let (mut conn, _) = open_secured(server, local, remote).await?;
+        let (mut conn, _, _) = open_secured(server, local, remote).await?;
         conn.send(&dialback::element("verify", local, remote, Some(id), None, Some(key))).await?;
         loop {
             let answer = next_element(&mut conn).await?;

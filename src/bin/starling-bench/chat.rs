@@ -91,7 +91,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: ChatPlan) 
     ))
 }
 
-fn percentiles(samples: &mut [u32]) -> String {
+pub(crate) fn percentiles(samples: &mut [u32]) -> String {
     if samples.is_empty() {
         return "null".into();
     }

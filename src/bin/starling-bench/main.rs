@@ -7,9 +7,13 @@
 //! `login`: opens N sessions (TLS, SASL, bind, presence) with bounded concurrency, reports
 //! logins per second, keeps them idle, and reads the server's resident memory before and
 //! after (`--server-pid`) to give the memory cost of one idle session.
+//!
+//! `muc`: see [`muc`]: M occupants enter one room (join time), then S of them send groupchat
+//! messages; deliveries per second, delivery latency, lost and duplicated counts.
 
 mod chat;
 mod client;
+mod muc;
 mod scram;
 
 use clap::{Parser, Subcommand};
@@ -97,6 +101,45 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         body_bytes: usize,
         /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        deadline: u64,
+    },
+    /// M occupants in one room, S of them sending: join time, deliveries per second, latencies.
+    Muc {
+        #[command(flatten)]
+        common: Common,
+        /// Occupants (accounts <prefix>0 … <prefix>{M-1}; the first creates the room).
+        #[arg(long, default_value_t = 100)]
+        occupants: usize,
+        /// Occupants that send (the first S).
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        /// Messages per sender.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages per sender not yet reflected back to it.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        /// Messages per second per sender (0: as fast as the window allows).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        /// Entries under way at once (1: one after the other).
+        #[arg(long, default_value_t = 32)]
+        join_concurrency: usize,
+        /// The room's local part.
+        #[arg(long, default_value = "bench")]
+        room: String,
+        /// The MUC service's domain (default: conference.<domain>).
+        #[arg(long)]
+        service: Option<String>,
+        /// Room configuration fields the creator submits for a new locked room, as var=value
+        /// (e.g. muc#roomconfig_enablearchiving=0); none: the instant room's defaults.
+        #[arg(long, value_delimiter = ',')]
+        room_config: Vec<String>,
+        /// Give up on the messages after this many seconds.
         #[arg(long, default_value_t = 300)]
         deadline: u64,
     },
@@ -219,6 +262,22 @@ async fn chat_scenario(common: Common, plan: chat::ChatPlan) -> Result<(), Strin
     Ok(())
 }
 
+async fn muc_scenario(common: Common, plan: muc::MucPlan) -> Result<(), String> {
+    if plan.occupants == 0 || plan.senders == 0 || plan.senders > plan.occupants {
+        return Err("need 1 <= --senders <= --occupants".into());
+    }
+    if plan.messages == 0 || plan.window == 0 {
+        return Err("--messages and --window must be at least 1".into());
+    }
+    let target = target(&common)?;
+    if common.register {
+        register_all(&target, &common, plan.occupants).await?;
+    }
+    let fields = muc::run(&target, &common.prefix, &common.password, plan).await?;
+    println!("{{\"scenario\":\"muc\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
@@ -236,6 +295,36 @@ async fn main() {
                 deadline: Duration::from_secs(deadline),
             };
             chat_scenario(common, plan).await
+        }
+        Scenario::Muc {
+            common,
+            occupants,
+            senders,
+            messages,
+            window,
+            rate,
+            body_bytes,
+            join_concurrency,
+            room,
+            service,
+            room_config,
+            deadline,
+        } => {
+            let service = service.unwrap_or_else(|| format!("conference.{}", common.domain));
+            let plan = muc::MucPlan {
+                occupants,
+                senders,
+                messages,
+                window,
+                rate,
+                body_bytes,
+                join_concurrency,
+                room: format!("{room}@{service}"),
+                room_config,
+                login_concurrency: common.concurrency,
+                deadline: Duration::from_secs(deadline),
+            };
+            muc_scenario(common, plan).await
         }
     };
     if let Err(e) = outcome {

@@ -1,4 +1,4 @@
-# Sourced by login.sh and chat.sh: builds release binaries and starts Starling for `localhost`
+# Sourced by login.sh, chat.sh and muc.sh: builds release binaries and starts Starling for `localhost`
 # with a throwaway data directory, pinned to CPU 0, clients on 127.0.0.1:15222 (STARTTLS) and
 # 15223 (direct TLS), in-band registration on. Sets $bin, $work and $pid, and removes it all
 # (and the PostgreSQL database in $database, if set) on exit. $storage, if set, is a
