@@ -57,7 +57,8 @@ impl Server {
         }
         let storage = Storage::open(&url).await.with_context(|| format!("opening storage {url}"))?;
         let tls = load_tls(&config)?;
-        let s2s = crate::s2s::S2s::new(&config.s2s).context("setting up federation")?;
+        let certs = tls.as_ref().map(|(_, store)| store.clone()).context("no TLS certificates")?;
+        let s2s = crate::s2s::S2s::new(&config.s2s, &config.server.domains, certs).context("setting up federation")?;
         let accounts = Accounts::new(storage.clone(), config.server.domains.clone(), config.c2s.scram_iterations);
         let mut failure = None;
         let server = Arc::new_cyclic(|weak: &Weak<Server>| {

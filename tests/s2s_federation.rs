@@ -4,7 +4,9 @@
 //! a peer that is down bounces with `remote-server-not-found`; messages to a peer that
 //! restarts are each delivered or bounced, none lost; a peer that sends a stanza from a domain
 //! it did not authenticate loses its stream with `invalid-from`; a peer that stalls in the TLS
-//! handshake is dropped after the timeout.
+//! handshake is dropped after the timeout. With certificates from a common authority the
+//! servers authenticate with SASL EXTERNAL (XEP-0178) instead of dialback, and a server that
+//! requires valid certificates refuses a peer without one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../conformance/client.rs"]
@@ -153,7 +155,7 @@ async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
     let _features = conn.next().await.unwrap();
     conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
     let _proceed = conn.next().await.unwrap();
-    let tls_config = starling::s2s::tls::client_config(false, &[]).unwrap();
+    let tls_config = starling::s2s::tls::client_config(false, &[], None).unwrap();
     let name = rustls::pki_types::ServerName::try_from("b.test").unwrap();
     let tls = tokio_rustls::TlsConnector::from(tls_config).connect(name, conn.io).await.unwrap();
     let mut conn = Conn::new(tls, addr, Limits::default()).server_stream();
@@ -274,4 +276,89 @@ async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
         assert_eq!(got + bounced_n, 1, "{id}: delivered {got} times, bounced {bounced_n} times");
     }
     eprintln!("while the peer was down: {} bounced, {} delivered later", bounced.len(), 50 - bounced.len());
+}
+
+/// A certificate authority for the test, and certificates it signs for a domain.
+struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Starling test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { issuer: rcgen::Issuer::new(params, key), pem: cert.pem() }
+    }
+
+    /// Writes `<domain>.crt` and `<domain>.key` (a serverAuth certificate) into `dir`.
+    fn issue(&self, domain: &str, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (dir.join(format!("{domain}.crt")), dir.join(format!("{domain}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+async fn certified_node(ca: &TestCa, domain: &str, s2s_port: u16, route: (&str, u16)) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue(domain, dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let toml = format!(
+        "[server]\ndomains = [\"{domain}\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
+         [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+         [tls.certs.\"{domain}\"]\ncert = {:?}\nkey = {:?}\n\
+         [s2s]\nlisten = [\"127.0.0.1:{s2s_port}\"]\nrequire_valid_certs = true\nca_files = [{:?}]\nconnect_timeout = \"3s\"\n\
+         [s2s.routes]\n\"{}\" = \"127.0.0.1:{}\"\n",
+        dir.path().display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+        ca_file.display().to_string(),
+        route.0,
+        route.1
+    );
+    let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
+    let server = Server::build(config).await.unwrap();
+    let running = serve(server.clone()).await.unwrap();
+    Node { running, server, _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_with_valid_certificates_authenticate_with_sasl_external() {
+    use std::sync::atomic::Ordering;
+    let ca = TestCa::new();
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = certified_node(&ca, "a.test", port_a, ("b.test", port_b)).await;
+    let b = certified_node(&ca, "b.test", port_b, ("a.test", port_a)).await;
+    let mut alice = a.user("alice").await;
+    let mut bob = b.user("bob").await;
+    alice.send_raw("<message type='chat' to='bob@b.test'><body>by certificate</body></message>").await.unwrap();
+    bob.send_raw("<message type='chat' to='alice@a.test'><body>likewise</body></message>").await.unwrap();
+    assert_eq!(bodies(&mut bob, 1).await, ["by certificate"]);
+    assert_eq!(bodies(&mut alice, 1).await, ["likewise"]);
+    for node in [&a, &b] {
+        assert_eq!(node.server.s2s.authenticated_by_certificate.load(Ordering::Relaxed), 1);
+        assert_eq!(node.server.s2s.authenticated_by_dialback.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_a_valid_certificate_is_refused_when_certificates_are_required() {
+    let ca = TestCa::new();
+    let (port_a, port_b) = (free_port(), free_port());
+    // b.test trusts the CA and requires valid certificates; a.test has a self-signed one.
+    let a = node("a.test", port_a, &[("b.test", port_b)]).await;
+    let _b = certified_node(&ca, "b.test", port_b, ("a.test", port_a)).await;
+    let mut alice = a.user("alice").await;
+    alice.send_raw("<message type='chat' id='x' to='bob@b.test'><body>let me in</body></message>").await.unwrap();
+    let bounce = tokio::time::timeout(Duration::from_secs(10), alice.recv_named("message")).await.unwrap().unwrap();
+    assert_eq!((bounce.attr("type"), bounce.attr("id")), (Some("error"), Some("x")), "{bounce}");
 }

@@ -23,7 +23,7 @@ use crate::c2s::connection::{Conn, Exit, Transport};
 use crate::router::stanza::Stanza;
 use crate::server::Server;
 use crate::session::sm::NS_SM;
-use crate::stream::{NS_STREAMS, NS_TLS, StreamError};
+use crate::stream::{NS_SASL, NS_STREAMS, NS_TLS, StreamError};
 use crate::xml::{Element, FrameEvent};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
 
 async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tls: bool) {
     let limit = server.config.s2s.connect_timeout.get();
-    let Some(acceptor) = server.tls_acceptor() else { return };
+    let acceptor = server.s2s.acceptor.clone();
     let tls = if direct_tls {
         match timeout(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
@@ -67,8 +67,16 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
             _ => return tracing::debug!(%peer, "s2s STARTTLS handshake failed or timed out"),
         }
     };
+    let peer_certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
     let mut conn = Conn::new(tls, peer, negotiation_limits(&server)).server_stream();
-    let mut stream = Incoming { server: &server, id: String::new(), authenticated: HashSet::new(), handled: None };
+    let mut stream = Incoming {
+        server: &server,
+        id: String::new(),
+        claimed: None,
+        peer_certs,
+        authenticated: HashSet::new(),
+        handled: None,
+    };
     let exit = stream.run(&mut conn).await;
     if let Some(exit) = exit {
         end(&mut conn, exit).await;
@@ -91,8 +99,9 @@ async fn plain_phase<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Resul
     }
 }
 
-/// Reads the peer's header and answers with ours; returns our stream id.
-async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<String, Exit> {
+/// Reads the peer's header and answers with ours; returns our stream id and the domain the
+/// peer names as its own, if any.
+async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(String, Option<String>), Exit> {
     let header = match conn.next().await? {
         FrameEvent::StreamOpen(header) => header,
         _ => return Err(StreamError::new("bad-format").into()),
@@ -107,13 +116,23 @@ async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<Strin
     if !super::is_ours(server, &to) {
         return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
     }
-    Ok(id)
+    Ok((id, header.from))
+}
+
+/// Whether the stream goes on with a new header (after SASL success) or ends.
+enum Restart {
+    Stream,
+    No(Exit),
 }
 
 /// One authenticated-or-not incoming stream after TLS.
 struct Incoming<'a> {
     server: &'a Arc<Server>,
     id: String,
+    /// The domain the peer's header names as its own.
+    claimed: Option<String>,
+    /// The certificate chain the peer presented in the TLS handshake, leaf first.
+    peer_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Peer domains proven by dialback on this stream.
     authenticated: HashSet<String>,
     /// With stream management (XEP-0198) enabled: stanzas handled so far, modulo 2^32.
@@ -124,33 +143,99 @@ impl Incoming<'_> {
     /// Runs the stream; `Some(exit)` when it must end with an error or close.
     async fn run<S: Transport>(&mut self, conn: &mut Conn<S>) -> Option<Exit> {
         let limit = self.server.config.s2s.connect_timeout.get();
-        match timeout(limit, open(self.server, conn)).await {
-            Ok(Ok(id)) => self.id = id,
-            Ok(Err(exit)) => return Some(exit),
-            Err(_) => return Some(StreamError::new("connection-timeout").into()),
-        }
-        // Without <errors/>: dialback errors (XEP-0220 §2.4) are not sent; refusals end the stream.
-        let features = [Element::new("dialback", NS_DIALBACK_FEATURE), Element::new("sm", NS_SM)];
-        if let Err(exit) = conn.send(&crate::stream::features(&features, "jabber:server")).await {
-            return Some(exit);
-        }
         let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, open(self.server, conn)).await {
+                Ok(Ok((id, claimed))) => (self.id, self.claimed) = (id, claimed),
+                Ok(Err(exit)) => return Some(exit),
+                Err(_) => return Some(StreamError::new("connection-timeout").into()),
+            }
+            if let Err(exit) = conn.send(&self.features()).await {
+                return Some(exit);
+            }
+            match self.read(conn, deadline).await {
+                Restart::Stream => conn.restart(),
+                Restart::No(exit) => return Some(exit),
+            }
+        }
+    }
+
+    /// The features after TLS: SASL EXTERNAL when the peer's certificate names the domain it
+    /// claims (XEP-0178), dialback (without <errors/>: dialback errors, XEP-0220 §2.4, are not
+    /// sent; refusals end the stream), stream management.
+    fn features(&self) -> Vec<u8> {
+        let mut features = Vec::new();
+        if self.authenticated.is_empty() {
+            if self.certified().is_some() {
+                features.push(
+                    Element::new("mechanisms", NS_SASL)
+                        .with_child(Element::new("mechanism", NS_SASL).with_text("EXTERNAL")),
+                );
+            }
+            features.push(Element::new("dialback", NS_DIALBACK_FEATURE));
+        }
+        features.push(Element::new("sm", NS_SM));
+        crate::stream::features(&features, "jabber:server")
+    }
+
+    /// The domain the peer claims, if its certificate is valid for it.
+    fn certified(&self) -> Option<&str> {
+        let claimed = self.claimed.as_deref()?;
+        let check = self.server.s2s.peer_check.as_ref()?;
+        check.names(&self.peer_certs, claimed).then_some(claimed)
+    }
+
+    /// SASL EXTERNAL (XEP-0178 §2): the peer is the domain its certificate names; an
+    /// authorization identity, if given, must be that domain.
+    async fn external<S: Transport>(&mut self, conn: &mut Conn<S>, auth: &Element) -> Result<Restart, Exit> {
+        use base64::Engine;
+        let text = auth.text();
+        let authzid = match text.trim() {
+            "" | "=" => None,
+            encoded => {
+                base64::engine::general_purpose::STANDARD.decode(encoded).ok().and_then(|b| String::from_utf8(b).ok())
+            }
+        };
+        let Some(domain) = self.certified().map(str::to_owned) else {
+            conn.send(format!("<failure xmlns='{NS_SASL}'><not-authorized/></failure>").as_bytes()).await?;
+            return Err(StreamError::with_text("not-authorized", "no valid certificate for that domain").into());
+        };
+        if authzid.as_deref().is_some_and(|a| a != domain) {
+            conn.send(format!("<failure xmlns='{NS_SASL}'><invalid-authzid/></failure>").as_bytes()).await?;
+            return Err(StreamError::new("not-authorized").into());
+        }
+        conn.send(format!("<success xmlns='{NS_SASL}'/>").as_bytes()).await?;
+        tracing::info!(peer = %domain, "peer server authenticated by certificate (SASL EXTERNAL)");
+        self.server.s2s.authenticated_by_certificate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.authenticated.insert(domain);
+        Ok(Restart::Stream)
+    }
+
+    /// Reads the stream until it ends or must restart (after SASL).
+    async fn read<S: Transport>(&mut self, conn: &mut Conn<S>, deadline: tokio::time::Instant) -> Restart {
         loop {
             let event = tokio::select! {
                 event = conn.next() => event,
                 () = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => {
-                    return Some(StreamError::new("connection-timeout").into());
+                    return Restart::No(StreamError::new("connection-timeout").into());
                 }
-                () = self.server.s2s.closed() => return Some(StreamError::new("system-shutdown").into()),
+                () = self.server.s2s.closed() => return Restart::No(StreamError::new("system-shutdown").into()),
             };
             let el = match event {
                 Ok(FrameEvent::Element(el)) => el,
-                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => return Some(Exit::Closed),
-                Ok(FrameEvent::StreamOpen(_)) => return Some(StreamError::new("bad-format").into()),
-                Err(exit) => return Some(exit),
+                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => return Restart::No(Exit::Closed),
+                Ok(FrameEvent::StreamOpen(_)) => return Restart::No(StreamError::new("bad-format").into()),
+                Err(exit) => return Restart::No(exit),
             };
-            if let Err(exit) = self.element(conn, el).await {
-                return Some(exit);
+            let outcome = if el.is("auth", NS_SASL) && el.attr("mechanism") == Some("EXTERNAL") {
+                self.external(conn, &el).await
+            } else {
+                self.element(conn, el).await.map(|()| Restart::No(Exit::Closed))
+            };
+            match outcome {
+                Ok(Restart::Stream) => return Restart::Stream,
+                Ok(Restart::No(_)) => {}
+                Err(exit) => return Restart::No(exit),
             }
         }
     }
@@ -222,13 +307,17 @@ impl Incoming<'_> {
         if !super::is_ours(self.server, to) {
             return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
         }
-        let valid = super::outgoing::verify(self.server, to, from, &self.id, el.text().trim()).await;
+        // With require_valid_certs, dialback only confirms what the certificate shows.
+        let certificate_ok = !self.server.config.s2s.require_valid_certs
+            || self.server.s2s.peer_check.as_ref().is_some_and(|c| c.names(&self.peer_certs, from));
+        let valid = certificate_ok && super::outgoing::verify(self.server, to, from, &self.id, el.text().trim()).await;
         let kind = if valid { "valid" } else { "invalid" };
         conn.send(&dialback::element("result", to, from, None, Some(kind), None)).await?;
         if !valid {
             return Err(StreamError::with_text("not-authorized", "dialback failed").into());
         }
         tracing::info!(peer = %from, local = %to, "peer server authenticated by dialback");
+        self.server.s2s.authenticated_by_dialback.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.authenticated.insert(from.to_owned());
         Ok(())
     }

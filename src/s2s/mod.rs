@@ -25,26 +25,55 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Federation state: the links in use, the dialback secret and the TLS client configuration.
+/// Federation state: the links in use, the dialback secret and the TLS configurations.
 pub struct S2s {
     links: Mutex<HashMap<(String, String), mpsc::Sender<Queued>>>,
     /// Secret behind our dialback keys (XEP-0185), new at each start: keys are only checked
     /// while the link that presented them is being set up.
     pub(crate) secret: Vec<u8>,
-    pub(crate) client_tls: Arc<rustls::ClientConfig>,
+    /// Outgoing TLS per local domain (each presents its own certificate), and for others.
+    client_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    anonymous_tls: Arc<rustls::ClientConfig>,
+    /// Incoming TLS: our certificates, and a request for the peer's.
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// Checks peers' certificates (system authorities and `ca_files`).
+    pub(crate) peer_check: Option<tls::PeerCheck>,
+    /// Peer domains authenticated on incoming streams, by dialback and by SASL EXTERNAL.
+    pub authenticated_by_dialback: std::sync::atomic::AtomicU64,
+    /// See `authenticated_by_dialback`.
+    pub authenticated_by_certificate: std::sync::atomic::AtomicU64,
     /// Becomes true when the server shuts down: every server stream closes.
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl S2s {
-    /// Federation state for a configuration.
-    pub fn new(config: &crate::config::S2sSection) -> anyhow::Result<S2s> {
+    /// Federation state for a configuration; `domains` are ours, with certificates in `certs`.
+    pub fn new(
+        config: &crate::config::S2sSection,
+        domains: &[String],
+        certs: Arc<crate::stream::tls::CertStore>,
+    ) -> anyhow::Result<S2s> {
+        let mut client_tls = HashMap::new();
+        for domain in domains {
+            let own = Some(certs.resolve_name(Some(domain)));
+            client_tls.insert(domain.clone(), tls::client_config(config.require_valid_certs, &config.ca_files, own)?);
+        }
         Ok(S2s {
             links: Mutex::new(HashMap::new()),
             secret: crate::module_api::random_id(32).into_bytes(),
-            client_tls: tls::client_config(config.require_valid_certs, &config.ca_files)?,
+            client_tls,
+            anonymous_tls: tls::client_config(config.require_valid_certs, &config.ca_files, None)?,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?),
+            peer_check: tls::PeerCheck::new(&config.ca_files)?,
+            authenticated_by_dialback: Default::default(),
+            authenticated_by_certificate: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The outgoing TLS configuration for links from `local`.
+    pub(crate) fn client_tls(&self, local: &str) -> Arc<rustls::ClientConfig> {
+        self.client_tls.get(local).cloned().unwrap_or_else(|| self.anonymous_tls.clone())
     }
 
     /// Closes every server stream, in both directions (`system-shutdown`).

@@ -3,9 +3,11 @@
 //!
 //! A link is a task with a bounded queue. It connects (static route, else the peer domain on
 //! port 5269 through the system resolver, which honours the hosts file), opens a
-//! `jabber:server` stream, upgrades it with STARTTLS (required), and authenticates with
-//! dialback (XEP-0220 §2.1): `<db:result>` with our key, answered `type='valid'` once the peer
-//! asked our domain's authoritative server (us) to verify it; then stream management
+//! `jabber:server` stream, upgrades it with STARTTLS (required) presenting our certificate,
+//! and authenticates with SASL EXTERNAL (XEP-0178) when the peer offers it (it found the
+//! certificate valid for our domain), else with dialback (XEP-0220 §2.1): `<db:result>` with
+//! our key, answered `type='valid'` once the peer asked our domain's authoritative server (us)
+//! to verify it; then stream management
 //! (XEP-0198) if the peer offers it. Stanzas queued meanwhile then go out in order. If the
 //! peer cannot be reached or refuses, every queued stanza bounces to its sender with
 //! `remote-server-not-found` (or `remote-server-timeout` when the time given runs out), and
@@ -22,7 +24,7 @@ use crate::c2s::connection::{Conn, Exit, Transport};
 use crate::router::error::StanzaError;
 use crate::server::Server;
 use crate::session::sm::NS_SM;
-use crate::stream::{NS_STREAMS, NS_TLS};
+use crate::stream::{NS_SASL, NS_STREAMS, NS_TLS};
 use crate::xml::{Element, FrameEvent};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -182,7 +184,7 @@ async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(Tls
     }
     let name = rustls::pki_types::ServerName::try_from(remote.to_owned())
         .map_err(|_| S2sError::Refused(format!("'{remote}' is not a name TLS can check")))?;
-    let connector = tokio_rustls::TlsConnector::from(server.s2s.client_tls.clone());
+    let connector = tokio_rustls::TlsConnector::from(server.s2s.client_tls(local));
     let tls = connector.connect(name, conn.io).await.map_err(|e| S2sError::Refused(format!("TLS: {e}")))?;
     let mut conn = Conn::new(tls, addr, negotiation_limits(server)).server_stream();
     let (id, features) = open_stream(&mut conn, local, remote).await?;
@@ -192,17 +194,14 @@ async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(Tls
 /// Opens a link and authenticates our domain with dialback; then enables stream management
 /// if the peer offers it (true when enabled).
 async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, bool), S2sError> {
-    let (mut conn, id, features) = open_secured(server, local, remote).await?;
-    let key = dialback::key(&server.s2s.secret, remote, local, &id);
-    conn.send(&dialback::element("result", local, remote, None, None, Some(&key))).await.map_err(S2sError::from)?;
-    loop {
-        let answer = next_element(&mut conn).await?;
-        if answer.is("result", NS_DIALBACK) {
-            match answer.attr("type") {
-                Some("valid") => break,
-                other => return Err(S2sError::Refused(format!("dialback answered {}", other.unwrap_or("nothing")))),
-            }
-        }
+    let (mut conn, id, mut features) = open_secured(server, local, remote).await?;
+    let offers_external = features
+        .get_child("mechanisms", NS_SASL)
+        .is_some_and(|m| m.child_elements().any(|c| c.is("mechanism", NS_SASL) && c.text().trim() == "EXTERNAL"));
+    if offers_external {
+        features = external(&mut conn, local, remote).await?;
+    } else {
+        dialback(server, &mut conn, local, remote, &id).await?;
     }
     if !features.has_child("sm", NS_SM) {
         return Ok((conn, false));
@@ -215,6 +214,36 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
         }
         if answer.is("failed", NS_SM) {
             return Ok((conn, false));
+        }
+    }
+}
+
+/// SASL EXTERNAL (XEP-0178 §3): the peer found our certificate valid for our domain; after
+/// success the stream restarts. Returns the features of the new stream.
+async fn external(conn: &mut TlsConn, local: &str, remote: &str) -> Result<Element, S2sError> {
+    use base64::Engine;
+    let authzid = base64::engine::general_purpose::STANDARD.encode(local);
+    conn.send(format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>").as_bytes()).await?;
+    let answer = next_element(conn).await?;
+    if !answer.is("success", NS_SASL) {
+        return Err(S2sError::Refused(format!("SASL EXTERNAL answered <{}>", answer.name)));
+    }
+    conn.restart();
+    let (_, features) = open_stream(conn, local, remote).await?;
+    Ok(features)
+}
+
+/// Dialback (XEP-0220 §2.1): our key, then the peer's verdict once it asked us about it.
+async fn dialback(server: &Server, conn: &mut TlsConn, local: &str, remote: &str, id: &str) -> Result<(), S2sError> {
+    let key = dialback::key(&server.s2s.secret, remote, local, id);
+    conn.send(&dialback::element("result", local, remote, None, None, Some(&key))).await?;
+    loop {
+        let answer = next_element(conn).await?;
+        if answer.is("result", NS_DIALBACK) {
+            return match answer.attr("type") {
+                Some("valid") => Ok(()),
+                other => Err(S2sError::Refused(format!("dialback answered {}", other.unwrap_or("nothing")))),
+            };
         }
     }
 }
