@@ -6,25 +6,40 @@
 # Starling on PostgreSQL, Prosody, ejabberd), each server alone on CPU 0 and the load
 # generator on CPU 1. All servers get the same setup: loopback, STARTTLS with a self-signed
 # RSA-2048 certificate, SCRAM-SHA-1, in-band registration for the accounts, stream
-# management, offline storage, the archive off or on per scenario, no rate limits or shapers.
+# management, offline storage, the archive off or on per scenario, a multi-user chat service
+# on conference.localhost taking rooms of at least 1024 occupants, no rate limits or shapers.
 #
 # Scenarios (starling-bench chat, PAIRS pairs, MESSAGES messages per sender):
 #   chat          window 10, no stream management: delivered messages per second;
 #   chat-sm       stream management, an ack request after every message: also the time from
 #                 send to ack (on Starling that ack means "committed to storage");
 #   chat-archive  as chat-sm with the archive on for every message.
+# and (starling-bench muc):
+#   muc           OCCUPANTS occupants enter one room, 32 entries at a time (join time), then
+#                 SENDERS of them send MUC_MESSAGES groupchat messages each, window 10:
+#                 deliveries per second and delivery latency. The room archive is off
+#                 everywhere: Prosody and ejabberd run without their MUC archive module or
+#                 option; Starling archives rooms by default, so on Starling the creator
+#                 submits muc#roomconfig_enablearchiving=0 (ejabberd refuses unknown fields,
+#                 and its muc#roomconfig_enablelogging needs mod_muc_log, so the others get
+#                 the plain instant-room form).
 #
 # Writes every JSON result line to $OUT/results.jsonl and prints a Markdown table of medians
 # (min-max) with the Starling/Prosody and Starling/ejabberd ratios.
-#   usage: bench/compare.sh [--pairs N] [--messages N] [--repeats N] [--servers "a b"]
+#   usage: bench/compare.sh [--pairs N] [--messages N] [--occupants N] [--senders N]
+#                           [--muc-messages N] [--repeats N] [--servers "a b"] [--scenarios "a b"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
-scenarios="chat chat-sm chat-archive"
+occupants=1024 senders=4 muc_messages=100
+scenarios="chat chat-sm chat-archive muc"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pairs) pairs="$2"; shift 2 ;;
     --messages) messages="$2"; shift 2 ;;
+    --occupants) occupants="$2"; shift 2 ;;
+    --senders) senders="$2"; shift 2 ;;
+    --muc-messages) muc_messages="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
@@ -64,6 +79,9 @@ chmod 644 "$work"/*.pem
 PORT=25222
 pid=""
 database=""
+# The most occupants a room may have, on every server.
+room_cap=$(( occupants > 1024 ? occupants : 1024 ))
+ulimit -n 20000 2> /dev/null || true
 
 archive_on() { [[ "$1" == chat-archive ]]; }
 
@@ -91,12 +109,16 @@ cert = "$work/cert.pem"
 key = "$work/key.pem"
 [http]
 listen = []
+[s2s]
+listen = []
 [log]
 level = "error"
 [modules.register]
 allow_registration = true
 [modules.mam]
 default = "$mam"
+[modules.muc]
+max_occupants = $room_cap
 TOML
   taskset -c 0 "$bin/starling" --config "$work/starling.toml" serve > "$work/starling.log" 2>&1 &
   pid=$!
@@ -127,13 +149,24 @@ default_archive_policy = $policy
 archive_expires_after = "1w"
 VirtualHost "localhost"
   ssl = { certificate = "$work/cert.pem", key = "$work/key.pem" }
+-- Prosody 0.12's MUC has no occupant limit of its own; max_occupants is the option of the
+-- community module mod_muc_max_occupants, should it be installed. Rooms lock until the
+-- creator submits the configuration form, as in Starling. No muc_mam: no room archive.
+Component "conference.localhost" "muc"
+  max_occupants = $room_cap
+  muc_room_locking = true
+  muc_room_default_history_length = 20
+  restrict_room_creation = false
 LUA
   taskset -c 0 prosody --config "$work/prosody.cfg.lua" -F > "$work/prosody.out" 2>&1 &
   pid=$!
 }
 
-# Its own ctl config too: Debian's sets the config path back to /etc/ejabberd.
-EJABBERD=(ejabberdctl --config "$work/ejabberd.yml" --ctl-config "$work/ejabberdctl.cfg" --spool "$work/ejabberd-db"
+# Its own ctl config too: Debian's sets the config path back to /etc/ejabberd. Run as user
+# ejabberd directly: run by root, ejabberdctl switches with su, whose PAM session sets the
+# open files limit back to 1024, too few for the muc scenario's connections.
+EJABBERD=(env HOME=/var/lib/ejabberd setpriv --reuid=ejabberd --regid=ejabberd --init-groups
+          ejabberdctl --config "$work/ejabberd.yml" --ctl-config "$work/ejabberdctl.cfg" --spool "$work/ejabberd-db"
           --logs "$work/ejabberd-logs" --node "bench@localhost")
 start_ejabberd() {
   local mam=never
@@ -168,6 +201,16 @@ modules:
   mod_offline: {}
   mod_carboncopy: {}
   mod_mam: {default: $mam}
+  mod_muc:
+    hosts: ["conference.localhost"]
+    access_create: all
+    max_users: $room_cap
+    max_users_presence: $room_cap
+    max_user_conferences: 1000
+    history_size: 20
+    min_message_interval: 0
+    min_presence_interval: 0
+    default_room_options: {max_users: $room_cap, mam: false}
 YAML
   printf 'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\nEJABBERD_PID_PATH=%s\n' "$work/ejabberd-db/ejabberd.pid" \
     > "$work/ejabberdctl.cfg"
@@ -207,12 +250,15 @@ run_one() { # server scenario repeat
   esac
   wait_for_port
   case "$scenario" in
-    chat) args=(--window 10) ;;
-    chat-sm | chat-archive) args=(--window 10 --ack-every 1) ;;
+    chat) args=(chat --pairs "$pairs" --messages "$messages" --window 10) ;;
+    chat-sm | chat-archive) args=(chat --pairs "$pairs" --messages "$messages" --window 10 --ack-every 1) ;;
+    muc) args=(muc --occupants "$occupants" --senders "$senders" --messages "$muc_messages" --window 10
+               --join-concurrency 32) ;;
   esac
+  [[ "$scenario" == muc && "$server" == starling* ]] && args+=(--room-config "muc#roomconfig_enablearchiving=0")
   local line
-  line=$(taskset -c 1 "$bin/starling-bench" chat --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
-    --concurrency 20 --pairs "$pairs" --messages "$messages" --deadline 240 "${args[@]}" 2> "$work/bench.err" || true)
+  line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
+    --concurrency 20 --deadline 240 "${args[@]:1}" 2> "$work/bench.err" || true)
   [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
   echo "{\"server\":\"$server\",\"scenario\":\"$scenario\",\"repeat\":$repeat,\"result\":$line}" | tee -a "$results"
   stop_server "$server"

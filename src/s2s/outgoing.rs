@@ -198,10 +198,15 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
     let offers_external = features
         .get_child("mechanisms", NS_SASL)
         .is_some_and(|m| m.child_elements().any(|c| c.is("mechanism", NS_SASL) && c.text().trim() == "EXTERNAL"));
-    if offers_external {
-        features = external(&mut conn, local, remote).await?;
-    } else {
-        dialback(server, &mut conn, local, remote, &id).await?;
+    let external_done = match offers_external {
+        true => external(&mut conn, local, remote).await?,
+        false => None,
+    };
+    match external_done {
+        Some(restarted) => features = restarted,
+        // A peer may offer EXTERNAL whatever our certificate is, and refuse it then; dialback
+        // on the same stream is the fallback (XEP-0178 §3).
+        None => dialback(server, &mut conn, local, remote, &id).await?,
     }
     if !features.has_child("sm", NS_SM) {
         return Ok((conn, false));
@@ -218,19 +223,22 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
     }
 }
 
-/// SASL EXTERNAL (XEP-0178 §3): the peer found our certificate valid for our domain; after
-/// success the stream restarts. Returns the features of the new stream.
-async fn external(conn: &mut TlsConn, local: &str, remote: &str) -> Result<Element, S2sError> {
+/// SASL EXTERNAL (XEP-0178 §3) with our certificate; after success the stream restarts.
+/// Returns the features of the new stream, or `None` when the peer refused.
+async fn external(conn: &mut TlsConn, local: &str, remote: &str) -> Result<Option<Element>, S2sError> {
     use base64::Engine;
     let authzid = base64::engine::general_purpose::STANDARD.encode(local);
     conn.send(format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>").as_bytes()).await?;
     let answer = next_element(conn).await?;
+    if answer.is("failure", NS_SASL) {
+        return Ok(None);
+    }
     if !answer.is("success", NS_SASL) {
         return Err(S2sError::Refused(format!("SASL EXTERNAL answered <{}>", answer.name)));
     }
     conn.restart();
     let (_, features) = open_stream(conn, local, remote).await?;
-    Ok(features)
+    Ok(Some(features))
 }
 
 /// Dialback (XEP-0220 §2.1): our key, then the peer's verdict once it asked us about it.

@@ -3,7 +3,8 @@
 //!
 //! Joining: every occupant logs in first (not timed); then the first one enters alone, which
 //! creates the room; if the server reports a new locked room (status 201) it submits the
-//! empty instant-room form, otherwise it enters like anyone else. Then the others enter, at
+//! owner's form, empty for an instant room or with the `--room-config` fields, and is in
+//! once the server accepts it; otherwise it enters like anyone else. Then the others enter, at
 //! most `join_concurrency` at a time (1: one after the other). An entry ends with the subject
 //! message, which servers send after the occupants' presence and the history (none is asked
 //! for: `<history maxstanzas='0'/>`). The join time runs from the creator's entry to the last
@@ -87,6 +88,15 @@ struct Shared {
     reordered: AtomicUsize,
     /// Message errors bounced by the room.
     errors: AtomicUsize,
+}
+
+impl Shared {
+    /// Counts a message the room bounced; prints the first few.
+    fn bounced(&self, el: &Element) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+            eprintln!("message error: {el}");
+        }
+    }
 }
 
 /// Runs the scenario with accounts `<prefix>0` … `<prefix>{M-1}`, the first S being the
@@ -230,8 +240,9 @@ async fn occupant(
     } else {
         Some(writer)
     };
-    let outcome = receive(reader, &mut writer, index, &shared, &window, &events).await;
-    let _ = events.send(Event::Done(outcome.map_err(|e| format!("{user}: {e}"))));
+    if let Err(e) = receive(reader, &mut writer, index, &shared, &window, &events).await {
+        let _ = events.send(Event::Done(Err(format!("{user}: {e}"))));
+    }
 }
 
 /// Enters the room as `nick`; creates it (and unlocks it) when it is new.
@@ -248,10 +259,9 @@ async fn enter(session: &mut Session, room: &str, nick: &str, form: &str) -> Res
                 if el.attr("type") == Some("error") {
                     return Err(format!("refused: {el}"));
                 }
-                let codes = status_codes(&el);
-                if codes.contains(&110) {
+                if has_status(&el, "110") {
                     own_presence = true;
-                    if codes.contains(&201) && state == Form::None {
+                    if has_status(&el, "201") && state == Form::None {
                         // A new room, locked until its owner configures it: the defaults, or the
                         // fields asked for.
                         session
@@ -269,7 +279,7 @@ async fn enter(session: &mut Session, room: &str, nick: &str, form: &str) -> Res
             "message" if from_room && el.attr("type") == Some("error") => return Err(format!("refused: {el}")),
             "iq" if el.attr("id") == Some(CREATE_ID) => {
                 if el.attr("type") != Some("result") {
-                    return Err(format!("instant room form refused: {el}"));
+                    return Err(format!("room configuration form refused: {el}"));
                 }
                 state = Form::Accepted;
             }
@@ -313,9 +323,9 @@ enum Form {
     Accepted,
 }
 
-fn status_codes(presence: &Element) -> Vec<u16> {
-    let Some(x) = presence.get_child("x", NS_USER) else { return Vec::new() };
-    x.child_elements().filter(|e| e.name == "status").filter_map(|e| e.attr("code")?.parse().ok()).collect()
+fn has_status(presence: &Element, code: &str) -> bool {
+    let Some(x) = presence.get_child("x", NS_USER) else { return false };
+    x.child_elements().any(|e| e.name == "status" && e.attr("code") == Some(code))
 }
 
 fn iq_result(iq: &Element) -> String {
@@ -334,8 +344,9 @@ fn parse_body(body: &str) -> Option<(usize, usize, u64)> {
     Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
-/// Counts the room's messages until every sender's every message arrived, then keeps reading
-/// (so that the server is never blocked on this connection) until the connection ends.
+/// Counts the room's messages until every sender's every message arrived (then reports
+/// `Done`), and keeps reading (so that the server is never blocked on this connection) until
+/// the connection ends; an error if it ends before everything arrived.
 async fn receive(
     mut reader: crate::client::Wire<tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>,
     writer: &mut Option<Writer>,
@@ -349,20 +360,16 @@ async fn receive(
     let mut seen = vec![0u64; expected.div_ceil(64)];
     let mut next = vec![0usize; plan.senders];
     let mut delivered = 0usize;
-    let mut reported_error = false;
     loop {
-        let el = match reader.next().await? {
-            FrameEvent::Element(el) => el,
-            FrameEvent::StreamOpen(_) => continue,
-            FrameEvent::StreamClose => return Err("stream closed by server".into()),
+        let el = match reader.next().await {
+            Ok(FrameEvent::Element(el)) => el,
+            Ok(FrameEvent::StreamOpen(_)) => continue,
+            _ if delivered == expected => return Ok(()),
+            Ok(FrameEvent::StreamClose) => return Err("stream closed by server".into()),
+            Err(e) => return Err(e),
         };
         match el.name.as_str() {
-            "message" if el.attr("type") == Some("error") => {
-                if shared.errors.fetch_add(1, Ordering::Relaxed) < 3 && !reported_error {
-                    eprintln!("message error: {el}");
-                    reported_error = true;
-                }
-            }
+            "message" if el.attr("type") == Some("error") => shared.bounced(&el),
             "message" => {
                 let Some((s, k, at)) = el.get_child("body", NS_CLIENT).and_then(|b| parse_body(first_text(b))) else {
                     continue;
@@ -395,7 +402,7 @@ async fn receive(
                 if let Some(writer) = writer.as_mut() {
                     let reply = iq_result(&el);
                     if writer.write_all(reply.as_bytes()).await.is_err() || writer.flush().await.is_err() {
-                        return Err("connection closed".into());
+                        return if delivered == expected { Ok(()) } else { Err("connection closed".into()) };
                     }
                 }
             }

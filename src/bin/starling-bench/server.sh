@@ -26,6 +26,8 @@ scram_iterations = 4096
 ping_after_idle = "1h"
 [http]
 listen = []
+[s2s]
+listen = []
 [log]
 level = "warn"
 [modules.register]
