@@ -6,7 +6,8 @@
 //! it did not authenticate loses its stream with `invalid-from`; a peer that stalls in the TLS
 //! handshake is dropped after the timeout. With certificates from a common authority the
 //! servers authenticate with SASL EXTERNAL (XEP-0178) instead of dialback, and a server that
-//! requires valid certificates refuses a peer without one.
+//! requires valid certificates refuses a peer without one. Without a route, SRV records
+//! (from a DNS server of the test's) lead to the peer, direct TLS first (XEP-0368).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../conformance/client.rs"]
@@ -361,4 +362,81 @@ async fn a_peer_without_a_valid_certificate_is_refused_when_certificates_are_req
     alice.send_raw("<message type='chat' id='x' to='bob@b.test'><body>let me in</body></message>").await.unwrap();
     let bounce = tokio::time::timeout(Duration::from_secs(10), alice.recv_named("message")).await.unwrap().unwrap();
     assert_eq!((bounce.attr("type"), bounce.attr("id")), (Some("error"), Some("x")), "{bounce}");
+}
+
+/// A DNS server for the test: answers SRV queries from `records` (name → (priority, weight,
+/// port, target, direct TLS?)), NXDOMAIN for everything else.
+async fn fake_dns(records: Vec<(&'static str, u16, u16, u16, &'static str)>) -> std::net::SocketAddr {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::rdata::SRV;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
+            let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.metadata.authoritative = true;
+            for q in &query.queries {
+                answer.add_query(q.clone());
+                let name = q.name().to_utf8();
+                for (record_name, priority, weight, port, target) in &records {
+                    if q.query_type() == RecordType::SRV && name == *record_name {
+                        let srv = SRV::new(*priority, *weight, *port, Name::from_utf8(target).unwrap());
+                        answer.add_answer(Record::from_rdata(q.name().clone(), 60, RData::SRV(srv)));
+                    }
+                }
+            }
+            if answer.answers.is_empty() {
+                answer.metadata.response_code = ResponseCode::NXDomain;
+            }
+            let _ = socket.send_to(&answer.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_lead_to_the_peer_over_direct_tls() {
+    let (port_a, port_b_starttls) = (free_port(), free_port());
+    let b_dir = tempfile::tempdir().unwrap();
+    let port_b_direct = free_port();
+    // b.test publishes direct TLS (XEP-0368) before STARTTLS; a.test has no route to it. The
+    // STARTTLS record points nowhere, so delivery shows that the direct TLS one came first.
+    let dns = fake_dns(vec![
+        ("_xmpps-server._tcp.b.test.", 5, 0, port_b_direct, "localhost."),
+        ("_xmpp-server._tcp.b.test.", 10, 0, free_port(), "localhost."),
+    ])
+    .await;
+    let a_toml_extra = format!("dns_servers = [\"{dns}\"]\n");
+    let a = {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[server]\ndomains = [\"a.test\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
+             [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+             [s2s]\nlisten = [\"127.0.0.1:{port_a}\"]\nrequire_valid_certs = false\nconnect_timeout = \"5s\"\n{a_toml_extra}",
+            dir.path().display().to_string()
+        );
+        let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
+        let server = Server::build(config).await.unwrap();
+        let running = serve(server.clone()).await.unwrap();
+        Node { running, server, _dir: dir }
+    };
+    let b_toml = format!(
+        "[server]\ndomains = [\"b.test\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
+         [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+         [s2s]\nlisten = [\"127.0.0.1:{port_b_starttls}\"]\ndirect_tls_listen = [\"127.0.0.1:{port_b_direct}\"]\n\
+         require_valid_certs = false\nconnect_timeout = \"5s\"\n[s2s.routes]\n\"a.test\" = \"127.0.0.1:{port_a}\"\n",
+        b_dir.path().display().to_string()
+    );
+    let config = Config::parse(&b_toml, &starling::modules::config_checks()).unwrap();
+    let b_server = Server::build(config).await.unwrap();
+    let b_running = serve(b_server.clone()).await.unwrap();
+    let b = Node { running: b_running, server: b_server, _dir: b_dir };
+    let mut alice = a.user("alice").await;
+    let mut bob = b.user("bob").await;
+    alice.send_raw("<message type='chat' to='bob@b.test'><body>found you</body></message>").await.unwrap();
+    assert_eq!(bodies(&mut bob, 1).await, ["found you"]);
 }

@@ -115,6 +115,8 @@ pub struct S2sSection {
     /// Most stanzas held per peer while its connection is being set up; beyond, they bounce
     /// with `resource-constraint`.
     pub max_queued: usize,
+    /// DNS servers for SRV lookups (`"ip:port"`); empty: the system's.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[http]`
@@ -188,6 +190,7 @@ impl Default for S2sSection {
             connect_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
             idle_timeout: ConfigDuration(std::time::Duration::from_secs(600)),
             max_queued: 1000,
+            dns_servers: vec![],
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod dialback;
 pub mod incoming;
 mod outgoing;
+pub mod resolve;
 pub mod tls;
 
 use crate::router::error::{ErrorType, StanzaError};
@@ -36,6 +37,8 @@ pub struct S2s {
     anonymous_tls: Arc<rustls::ClientConfig>,
     /// Incoming TLS: our certificates, and a request for the peer's.
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// SRV lookups (none when no resolver could be set up).
+    pub(crate) resolver: Option<hickory_resolver::TokioResolver>,
     /// Checks peers' certificates (system authorities and `ca_files`).
     pub(crate) peer_check: Option<tls::PeerCheck>,
     /// Peer domains authenticated on incoming streams, by dialback and by SASL EXTERNAL.
@@ -65,6 +68,7 @@ impl S2s {
             anonymous_tls: tls::client_config(config.require_valid_certs, &config.ca_files, None)?,
             acceptor: tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?),
             peer_check: tls::PeerCheck::new(&config.ca_files)?,
+            resolver: resolve::resolver(&config.dns_servers),
             authenticated_by_dialback: Default::default(),
             authenticated_by_certificate: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),

@@ -1,8 +1,8 @@
 //! Outgoing server streams (RFC 6120): one link per (local domain, peer domain), opened on
 //! demand and closed when idle.
 //!
-//! A link is a task with a bounded queue. It connects (static route, else the peer domain on
-//! port 5269 through the system resolver, which honours the hosts file), opens a
+//! A link is a task with a bounded queue. It connects (static route, else SRV records, else
+//! the peer domain on port 5269; see [`super::resolve`]), opens a
 //! `jabber:server` stream, upgrades it with STARTTLS (required) presenting our certificate,
 //! and authenticates with SASL EXTERNAL (XEP-0178) when the peer offers it (it found the
 //! certificate valid for our domain), else with dialback (XEP-0220 §2.1): `<db:result>` with
@@ -19,6 +19,7 @@
 //! whether a key it presented to us is genuine (`<db:verify>`, XEP-0220 §2.3).
 
 use super::dialback::{self, NS_DIALBACK};
+use super::resolve::{self, Target};
 use super::{Queued, S2sError, negotiation_limits};
 use crate::c2s::connection::{Conn, Exit, Transport};
 use crate::router::error::StanzaError;
@@ -139,53 +140,73 @@ async fn carry(server: &Server, conn: &mut TlsConn, queue: &mut mpsc::Receiver<Q
     Ended { reason, unacked: unacked.into() }
 }
 
-/// Where a peer domain listens: the static route if one is configured, else the domain on
-/// port 5269 through the system resolver (hosts file included).
-async fn addresses(server: &Server, remote: &str) -> Result<Vec<SocketAddr>, S2sError> {
-    let target = match server.config.s2s.routes.get(remote) {
-        Some(route) => route.clone(),
-        None => format!("{remote}:5269"),
-    };
-    let found: Vec<SocketAddr> = tokio::net::lookup_host(&target)
-        .await
-        .map_err(|e| S2sError::Unreachable(format!("resolving {target}: {e}")))?
-        .collect();
-    if found.is_empty() {
-        return Err(S2sError::Unreachable(format!("{target} has no address")));
+/// Where a peer domain listens (see [`super::resolve`]).
+async fn targets(server: &Server, remote: &str) -> Result<Vec<Target>, S2sError> {
+    if let Some(route) = server.config.s2s.routes.get(remote) {
+        let (host, port) = route.rsplit_once(':').unwrap_or((route.as_str(), "5269"));
+        let port = port.parse().map_err(|_| S2sError::Unreachable(format!("bad route {route}")))?;
+        return Ok(vec![Target { host: host.to_owned(), port, direct_tls: false }]);
     }
-    Ok(found)
+    let records = match &server.s2s.resolver {
+        Some(resolver) => resolve::srv_records(resolver, remote).await,
+        None => Vec::new(),
+    };
+    resolve::order(records, remote, resolve::random_roll)
 }
 
-/// Connects to the peer and secures the stream with STARTTLS; returns the connection right
-/// after the restarted stream's features, with the peer's stream id and those features.
-async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, String, Element), S2sError> {
+/// A TCP connection to the first target that answers, and whether it speaks TLS at once.
+async fn connect(server: &Server, remote: &str) -> Result<(TcpStream, SocketAddr, bool), S2sError> {
     let mut last_error = S2sError::Unreachable(format!("no address for {remote}"));
-    let mut tcp = None;
-    for addr in addresses(server, remote).await? {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                tcp = Some((stream, addr));
-                break;
+    for target in targets(server, remote).await? {
+        let addrs = match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                last_error = S2sError::Unreachable(format!("resolving {}: {e}", target.host));
+                continue;
             }
-            Err(e) => last_error = S2sError::Unreachable(format!("{addr}: {e}")),
+        };
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok((tcp, addr, target.direct_tls));
+                }
+                Err(e) => last_error = S2sError::Unreachable(format!("{addr}: {e}")),
+            }
         }
     }
-    let Some((tcp, addr)) = tcp else { return Err(last_error) };
-    let _ = tcp.set_nodelay(true);
-    let mut conn = Conn::new(tcp, addr, negotiation_limits(server)).server_stream();
-    let (_, features) = open_stream(&mut conn, local, remote).await?;
-    if !features.has_child("starttls", NS_TLS) {
-        return Err(S2sError::Refused("the peer does not offer TLS".into()));
-    }
-    conn.send(format!("<starttls xmlns='{NS_TLS}'/>").as_bytes()).await.map_err(S2sError::from)?;
-    let proceed = next_element(&mut conn).await?;
-    if !proceed.is("proceed", NS_TLS) {
-        return Err(S2sError::Refused(format!("STARTTLS answered with <{}>", proceed.name)));
-    }
+    Err(last_error)
+}
+
+/// Connects to the peer and secures the stream, with direct TLS (XEP-0368, ALPN
+/// `xmpp-server`) or STARTTLS; the certificate is checked against the peer domain whatever
+/// host the DNS named. Returns the connection right after the secured stream's features,
+/// with the peer's stream id and those features.
+async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, String, Element), S2sError> {
+    let (tcp, addr, direct_tls) = connect(server, remote).await?;
     let name = rustls::pki_types::ServerName::try_from(remote.to_owned())
         .map_err(|_| S2sError::Refused(format!("'{remote}' is not a name TLS can check")))?;
-    let connector = tokio_rustls::TlsConnector::from(server.s2s.client_tls(local));
-    let tls = connector.connect(name, conn.io).await.map_err(|e| S2sError::Refused(format!("TLS: {e}")))?;
+    let mut config = server.s2s.client_tls(local);
+    let io = if direct_tls {
+        let mut with_alpn = (*config).clone();
+        with_alpn.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        config = Arc::new(with_alpn);
+        tcp
+    } else {
+        let mut conn = Conn::new(tcp, addr, negotiation_limits(server)).server_stream();
+        let (_, features) = open_stream(&mut conn, local, remote).await?;
+        if !features.has_child("starttls", NS_TLS) {
+            return Err(S2sError::Refused("the peer does not offer TLS".into()));
+        }
+        conn.send(format!("<starttls xmlns='{NS_TLS}'/>").as_bytes()).await.map_err(S2sError::from)?;
+        let proceed = next_element(&mut conn).await?;
+        if !proceed.is("proceed", NS_TLS) {
+            return Err(S2sError::Refused(format!("STARTTLS answered with <{}>", proceed.name)));
+        }
+        conn.io
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tls = connector.connect(name, io).await.map_err(|e| S2sError::Refused(format!("TLS: {e}")))?;
     let mut conn = Conn::new(tls, addr, negotiation_limits(server)).server_stream();
     let (id, features) = open_stream(&mut conn, local, remote).await?;
     Ok((conn, id, features))
