@@ -250,15 +250,11 @@ async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
     for n in 50..100 {
         alice.send_raw(&send(n)).await.unwrap();
     }
+    // Bounces come back while the peer is down (the new link cannot connect).
     let mut bounced = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while bounced.len() < 50 {
-        match tokio::time::timeout_at(deadline, alice.recv_named("message")).await {
-            Ok(Ok(el)) if el.attr("type") == Some("error") => {
-                bounced.push(el.attr("id").unwrap_or_default().to_owned())
-            }
-            Ok(Ok(_)) => {}
-            _ => break,
+    while let Ok(Some(client::Received::Element(el))) = alice.recv_within(Duration::from_secs(2)).await {
+        if el.name == "message" && el.attr("type") == Some("error") {
+            bounced.push(el.attr("id").unwrap_or_default().to_owned());
         }
     }
     let (b_running, _b_server) = node_on_file("b.test", b_dir.path(), port_b, &[("a.test", port_a)]).await;
@@ -268,15 +264,24 @@ async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
         alice.send_raw(&send(n)).await.unwrap();
     }
     // Whatever was not bounced arrives (stored while bob was away, or live), then m100..m149.
-    let expected_after = 150 - 50 - bounced.len();
-    delivered.extend(bodies(&mut bob, expected_after).await);
+    // A message the peer took but had not acknowledged when it went away is also bounced
+    // (the sender cannot know; XEP-0198): each message is delivered at most once, and
+    // delivered or bounced, never lost.
+    while let Ok(Some(client::Received::Element(el))) = bob.recv_within(Duration::from_secs(2)).await {
+        if let Some(body) = el.get_child("body", "jabber:client") {
+            delivered.push(body.text());
+        }
+    }
     for n in 0..150 {
         let id = format!("m{n}");
         let got = delivered.iter().filter(|b| **b == id).count();
         let bounced_n = bounced.iter().filter(|b| **b == id).count();
-        assert_eq!(got + bounced_n, 1, "{id}: delivered {got} times, bounced {bounced_n} times");
+        assert!(got <= 1 && got + bounced_n >= 1, "{id}: delivered {got} times, bounced {bounced_n} times");
     }
-    eprintln!("while the peer was down: {} bounced, {} delivered later", bounced.len(), 50 - bounced.len());
+    for n in 100..150 {
+        assert!(delivered.contains(&format!("m{n}")), "m{n}, sent after the restart, was not delivered");
+    }
+    eprintln!("{} delivered, {} bounced", delivered.len(), bounced.len());
 }
 
 /// A certificate authority for the test, and certificates it signs for a domain.

@@ -112,8 +112,9 @@ pub struct S2sSection {
     pub connect_timeout: ConfigDuration,
     /// A connection that carried nothing for this long is closed (reopened on demand).
     pub idle_timeout: ConfigDuration,
-    /// Most stanzas held per peer while its connection is being set up; beyond, they bounce
-    /// with `resource-constraint`.
+    /// Most stanzas queued per peer (while its link is set up, or when it reads slower than
+    /// they come); senders then wait, and after 10 s their stanzas bounce with
+    /// `resource-constraint`.
     pub max_queued: usize,
     /// DNS servers for SRV lookups (`"ip:port"`); empty: the system's.
     pub dns_servers: Vec<SocketAddr>,

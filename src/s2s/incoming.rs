@@ -76,6 +76,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
         peer_certs,
         authenticated: HashSet::new(),
         handled: None,
+        owed: None,
     };
     let exit = stream.run(&mut conn).await;
     if let Some(exit) = exit {
@@ -137,6 +138,9 @@ struct Incoming<'a> {
     authenticated: HashSet<String>,
     /// With stream management (XEP-0198) enabled: stanzas handled so far, modulo 2^32.
     handled: Option<u32>,
+    /// An ack asked for and not yet sent: the count to send and the storage commit it waits
+    /// for.
+    owed: Option<(u32, u64)>,
 }
 
 impl Incoming<'_> {
@@ -214,8 +218,20 @@ impl Incoming<'_> {
     /// Reads the stream until it ends or must restart (after SASL).
     async fn read<S: Transport>(&mut self, conn: &mut Conn<S>, deadline: tokio::time::Instant) -> Restart {
         loop {
+            let commits = self.server.storage.commits();
+            let owed_seq = self.owed.map(|(_, seq)| seq).unwrap_or_default();
             let event = tokio::select! {
                 event = conn.next() => event,
+                () = commits.committed(owed_seq), if self.owed.is_some() => {
+                    // The ack the peer asked for, now that what it counts is on disk; the
+                    // stream was read meanwhile, so the peer's next stanzas joined the commit.
+                    if let Some((handled, _)) = self.owed.take()
+                        && let Err(exit) = conn.send(format!("<a xmlns='{NS_SM}' h='{handled}'/>").as_bytes()).await
+                    {
+                        return Restart::No(exit);
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => {
                     return Restart::No(StreamError::new("connection-timeout").into());
                 }
@@ -277,8 +293,9 @@ impl Incoming<'_> {
     }
 
     /// Stream management on a server stream (XEP-0198 §3, §4): once enabled by an
-    /// authenticated peer, `<r/>` is answered with the count of stanzas handled, after what
-    /// they stored is committed, so an acknowledged stanza survives a crash here.
+    /// authenticated peer, `<r/>` is answered with the count of stanzas handled once what
+    /// they stored is committed, so an acknowledged stanza survives a crash here; reading goes
+    /// on while the commit is pending.
     async fn stream_management<S: Transport>(&mut self, conn: &mut Conn<S>, el: &Element) -> Result<(), Exit> {
         match el.name.as_str() {
             "enable" if self.authenticated.is_empty() => {
@@ -291,8 +308,13 @@ impl Incoming<'_> {
             "r" => {
                 let Some(handled) = self.handled else { return Ok(()) };
                 let commits = self.server.storage.commits();
-                commits.committed(commits.enqueued()).await;
-                conn.send(format!("<a xmlns='{NS_SM}' h='{handled}'/>").as_bytes()).await
+                let seq = commits.enqueued();
+                if commits.committed_seq() >= seq {
+                    return conn.send(format!("<a xmlns='{NS_SM}' h='{handled}'/>").as_bytes()).await;
+                }
+                // Answered by the read loop when the commit lands (a later <r/> replaces it).
+                self.owed = Some((handled, seq));
+                Ok(())
             }
             _ => Ok(()),
         }

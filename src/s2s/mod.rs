@@ -145,15 +145,17 @@ async fn resend(server: &Server, queued: Queued) {
     let mut queued = queued;
     for _ in 0..2 {
         let sender = link(&me, &local, &remote);
-        match sender.try_send(queued) {
+        // A full queue holds the sender back (its own stream stops being read) for a while;
+        // a peer that stays slower than that makes stanzas bounce.
+        match sender.send_timeout(queued, QUEUE_WAIT).await {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(refused)) => {
+            Err(mpsc::error::SendTimeoutError::Timeout(refused)) => {
                 let error = StanzaError::new(ErrorType::Wait, "resource-constraint")
                     .with_text("too many stanzas are waiting for this server");
                 return crate::router::bounce(server, &refused.stanza, error).await;
             }
             // The link just ended; a new one is made on the second pass.
-            Err(mpsc::error::TrySendError::Closed(refused)) => {
+            Err(mpsc::error::SendTimeoutError::Closed(refused)) => {
                 link_ended(server, &local, &remote);
                 queued = refused;
             }
@@ -161,6 +163,9 @@ async fn resend(server: &Server, queued: Queued) {
     }
     crate::router::bounce(server, &queued.stanza, StanzaError::remote_server_not_found()).await;
 }
+
+/// How long a stanza may wait for room in a full link queue before it bounces.
+const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The queue of the link for a domain pair, starting the link if there is none.
 fn link(server: &Arc<Server>, local: &str, remote: &str) -> mpsc::Sender<Queued> {

@@ -6,17 +6,25 @@
 //! phone clients do), otherwise not yet delivered. With `--rate R` each sender paces itself to
 //! R messages per second; without it senders go as fast as the window allows.
 //!
+//! The receivers may be on another server (`--peer-server`, `--peer-domain`): messages then
+//! cross one server-to-server link. Before the clock starts, the first pair exchanges one
+//! message, so that such a link is already up and its setup is not measured.
+//!
 //! Each body carries the message's sequence number and send time, so receivers measure
 //! delivery latency and count lost, duplicated and reordered messages; senders measure the
-//! time from send to acknowledgement. Receivers with stream management answer the server's
-//! `<r/>`, which lets a server that keeps messages until delivery release them.
+//! time from send to acknowledgement, and count the messages that bounced back to them as
+//! errors (`bounced`, part of `lost`; a bounce frees its place in the window). Receivers
+//! with stream management answer the server's `<r/>`, which lets a server that keeps
+//! messages until delivery release them. At the deadline every side stops and what was
+//! counted so far is reported.
 
 use crate::client::{Session, Target, Wire, login};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, ReadHalf};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// What one run does.
 #[derive(Clone, Debug)]
@@ -40,19 +48,40 @@ struct Tally {
     delivery_us: Vec<u32>,
     ack_us: Vec<u32>,
     delivered: usize,
+    bounced: usize,
     duplicated: usize,
     reordered: usize,
 }
 
-/// Runs the scenario with accounts `<prefix><2i>` (senders) and `<prefix><2i+1>`
-/// (receivers); returns the JSON fields of the result.
-pub async fn run(target: &Target, prefix: &str, password: &str, plan: ChatPlan) -> Result<String, String> {
+/// What a sender and its receiver share.
+struct Pair {
+    /// Places in the sender's window.
+    window: Semaphore,
+    /// Messages that bounced back to the sender.
+    bounced: AtomicUsize,
+    /// Wakes the receiver after a bounce (it may have nothing left to wait for).
+    bounce: Notify,
+    /// Wakes the sender's reader when the receiver stopped.
+    received: Notify,
+}
+
+/// Runs the scenario with accounts `<prefix><2i>` on `from` (senders) and `<prefix><2i+1>` on
+/// `to` (receivers; the same server or another); returns the JSON fields of the result.
+pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan: ChatPlan) -> Result<String, String> {
     let sm = plan.ack_every > 0;
     let mut senders = Vec::with_capacity(plan.pairs);
     let mut receivers = Vec::with_capacity(plan.pairs);
     for i in 0..plan.pairs {
-        receivers.push(connect(target, &format!("{prefix}{}", 2 * i + 1), password, sm).await?);
-        senders.push(connect(target, &format!("{prefix}{}", 2 * i), password, sm).await?);
+        receivers.push(login(to, &format!("{prefix}{}", 2 * i + 1), password, None).await?);
+        senders.push(login(from, &format!("{prefix}{}", 2 * i), password, None).await?);
+    }
+    if let (Some(sender), Some(receiver)) = (senders.first_mut(), receivers.first_mut()) {
+        warm_up(sender, receiver, &format!("{prefix}1@{}", to.domain)).await?;
+    }
+    if sm {
+        for session in senders.iter_mut().chain(receivers.iter_mut()) {
+            enable_sm(session).await?;
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // presence traffic settles
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -60,13 +89,20 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: ChatPlan) 
     let cpu_before = crate::own_cpu_seconds();
     let mut tasks = Vec::new();
     for (i, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
-        let window = Arc::new(Semaphore::new(plan.window));
-        let to = format!("{prefix}{}@{}", 2 * i + 1, target.domain);
-        tasks.push(tokio::spawn(receive(receiver, plan.clone(), base, window.clone(), tally.clone())));
-        tasks.push(tokio::spawn(send(sender, to, plan.clone(), base, window, tally.clone())));
+        let pair = Arc::new(Pair {
+            window: Semaphore::new(plan.window),
+            bounced: AtomicUsize::new(0),
+            bounce: Notify::new(),
+            received: Notify::new(),
+        });
+        let addressee = format!("{prefix}{}@{}", 2 * i + 1, to.domain);
+        tasks.push(tokio::spawn(receive(receiver, plan.clone(), base, pair.clone(), tally.clone())));
+        tasks.push(tokio::spawn(send(sender, addressee, plan.clone(), base, pair, tally.clone())));
     }
+    // Every task stops at the deadline; waiting longer is a safety net for a stalled write.
     let all = futures_util::future::join_all(tasks);
-    let timed_out = tokio::time::timeout(plan.deadline, all).await.is_err();
+    let _ = tokio::time::timeout(plan.deadline + Duration::from_secs(5), all).await;
+    let timed_out = tokio::time::Instant::now() >= deadline(base, &plan);
     let elapsed = base.elapsed().as_secs_f64();
     let bench_cpu = crate::own_cpu_seconds() - cpu_before;
     let mut tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
@@ -74,7 +110,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: ChatPlan) 
     let lost = expected.saturating_sub(tally.delivered);
     Ok(format!(
         "\"pairs\":{},\"messages_per_sender\":{},\"window\":{},\"stream_management\":{sm},\"ack_every\":{},\
-         \"rate_per_sender\":{},\"expected\":{expected},\"delivered\":{},\"lost\":{lost},\"duplicated\":{},\
+         \"rate_per_sender\":{},\"expected\":{expected},\"delivered\":{},\"lost\":{lost},\"bounced\":{},\"duplicated\":{},\
          \"reordered\":{},\"timed_out\":{timed_out},\"seconds\":{elapsed:.3},\"delivered_per_sec\":{:.1},\
          \"delivery_ms\":{},\"ack_ms\":{},\"bench_cpu_s\":{bench_cpu:.2}",
         plan.pairs,
@@ -83,12 +119,18 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: ChatPlan) 
         plan.ack_every,
         plan.rate,
         tally.delivered,
+        tally.bounced,
         tally.duplicated,
         tally.reordered,
         tally.delivered as f64 / elapsed,
         percentiles(&mut tally.delivery_us),
         percentiles(&mut tally.ack_us),
     ))
+}
+
+/// When every side of the run stops.
+fn deadline(base: Instant, plan: &ChatPlan) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(base + plan.deadline)
 }
 
 pub(crate) fn percentiles(samples: &mut [u32]) -> String {
@@ -100,28 +142,30 @@ pub(crate) fn percentiles(samples: &mut [u32]) -> String {
     format!("{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3}}}", at(0.5), at(0.9), at(0.99), at(1.0))
 }
 
-async fn connect(target: &Target, user: &str, password: &str, sm: bool) -> Result<Session, String> {
-    let mut session = login(target, user, password, None).await?;
-    if sm {
-        session.send("<enable xmlns='urn:xmpp:sm:3'/>").await?;
-        while session.element().await?.name != "enabled" {}
+/// Sends one message outside the count and waits for it (before stream management, which
+/// would count it).
+async fn warm_up(sender: &mut Session, receiver: &mut Session, to: &str) -> Result<(), String> {
+    sender.send(&format!("<message to='{to}' type='chat' id='warm-up'><body>warm-up</body></message>")).await?;
+    loop {
+        let el = receiver.element().await?;
+        if el.name == "message" && el.attr("id") == Some("warm-up") {
+            return Ok(());
+        }
     }
-    Ok(session)
 }
 
-/// Writes the messages; with stream management, a reader counts the acknowledgements.
-async fn send(
-    session: Session,
-    to: String,
-    plan: ChatPlan,
-    base: Instant,
-    window: Arc<Semaphore>,
-    tally: Arc<Mutex<Tally>>,
-) {
+async fn enable_sm(session: &mut Session) -> Result<(), String> {
+    session.send("<enable xmlns='urn:xmpp:sm:3'/>").await?;
+    while session.element().await?.name != "enabled" {}
+    Ok(())
+}
+
+/// Writes the messages; a reader counts the acknowledgements (stream management) and bounces.
+async fn send(session: Session, to: String, plan: ChatPlan, base: Instant, pair: Arc<Pair>, tally: Arc<Mutex<Tally>>) {
     let (reader, mut writer) = session.split();
     let sent_at = Arc::new(Mutex::new(VecDeque::with_capacity(plan.window)));
-    let acks = (plan.ack_every > 0)
-        .then(|| tokio::spawn(read_acks(reader, sent_at.clone(), base, window.clone(), tally, plan.messages)));
+    let replies = tokio::spawn(read_replies(reader, sent_at.clone(), base, pair.clone(), tally, plan.clone()));
+    let until = deadline(base, &plan);
     let pad = "x".repeat(plan.body_bytes.saturating_sub(24));
     let mut pace = (plan.rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate)));
     let mut out = String::with_capacity(256 + pad.len());
@@ -129,9 +173,9 @@ async fn send(
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
         }
-        match window.acquire().await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return,
+        match tokio::time::timeout_at(until, pair.window.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            _ => break,
         }
         let now = base.elapsed().as_micros() as u64;
         out.clear();
@@ -145,36 +189,50 @@ async fn send(
         // TLS buffers what it is given; without a flush the tail could wait there while the
         // sender waits for the window, which only the delivery of that tail would open.
         if writer.write_all(out.as_bytes()).await.is_err() || writer.flush().await.is_err() {
-            return;
+            break;
         }
     }
     let _ = writer.flush().await;
-    match acks {
-        Some(acks) => {
-            let _ = acks.await;
-        }
-        // Closing now could lose the tail: a socket closed with unread input is reset, and the
-        // server drops what it had not read yet. Stay until everything was delivered.
-        None => {
-            let _ = window.acquire_many(plan.window as u32).await;
-        }
-    }
+    // Closing now could lose the tail: a socket closed with unread input is reset, and the
+    // server drops what it had not read yet. The reader keeps it open until the receiver stops.
+    let _ = replies.await;
     drop(writer);
 }
 
-async fn read_acks(
+/// Reads what comes back to a sender until the receiver stopped and, with stream management,
+/// every message was acknowledged: acknowledgements, and bounces (each frees a place in the
+/// window when that counts deliveries).
+async fn read_replies(
     mut reader: Wire<ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>,
     sent_at: Arc<Mutex<VecDeque<u64>>>,
     base: Instant,
-    window: Arc<Semaphore>,
+    pair: Arc<Pair>,
     tally: Arc<Mutex<Tally>>,
-    total: usize,
+    plan: ChatPlan,
 ) {
-    let mut acked = 0usize;
-    let mut latencies = Vec::with_capacity(total);
-    while acked < total {
-        let Ok(el) = reader.element().await else { break };
-        // Only acknowledgements matter: the sender is sent nothing it must count.
+    let (sm, total, until) = (plan.ack_every > 0, plan.messages, deadline(base, &plan));
+    let (mut acked, mut received) = (0usize, false);
+    let mut latencies = Vec::with_capacity(if sm { total } else { 0 });
+    while !received || (sm && acked < total) {
+        let el = tokio::select! {
+            el = tokio::time::timeout_at(until, reader.element()) => match el {
+                Ok(Ok(el)) => el,
+                _ => break,
+            },
+            () = pair.received.notified(), if !received => {
+                received = true;
+                continue;
+            }
+        };
+        if el.name == "message" && el.attr("type") == Some("error") {
+            tally.lock().unwrap_or_else(|p| p.into_inner()).bounced += 1;
+            pair.bounced.fetch_add(1, Ordering::Relaxed);
+            pair.bounce.notify_one();
+            if !sm {
+                pair.window.add_permits(1);
+            }
+            continue;
+        }
         let Some(h) = el.attr("h").filter(|_| el.name == "a").and_then(|h| h.parse::<usize>().ok()) else {
             continue;
         };
@@ -186,25 +244,26 @@ async fn read_acks(
             }
         }
         drop(pending);
-        window.add_permits(h.saturating_sub(acked));
+        pair.window.add_permits(h.saturating_sub(acked));
         acked = acked.max(h);
     }
     tally.lock().unwrap_or_else(|p| p.into_inner()).ack_us.extend(latencies);
 }
 
 /// Reads the messages, checking order and duplicates and measuring latency.
-async fn receive(
-    mut session: Session,
-    plan: ChatPlan,
-    base: Instant,
-    window: Arc<Semaphore>,
-    tally: Arc<Mutex<Tally>>,
-) {
+async fn receive(mut session: Session, plan: ChatPlan, base: Instant, pair: Arc<Pair>, tally: Arc<Mutex<Tally>>) {
     let (mut handled, mut next, mut delivered, mut duplicated, mut reordered) = (0u32, 0usize, 0, 0, 0);
     let mut seen = vec![false; plan.messages];
     let mut latencies = Vec::with_capacity(plan.messages);
-    while delivered < plan.messages {
-        let Ok(el) = session.element().await else { break };
+    let until = deadline(base, &plan);
+    while delivered + pair.bounced.load(Ordering::Relaxed) < plan.messages {
+        let el = tokio::select! {
+            el = tokio::time::timeout_at(until, session.element()) => match el {
+                Ok(Ok(el)) => el,
+                _ => break,
+            },
+            () = pair.bounce.notified() => continue,
+        };
         match el.name.as_str() {
             "r" if plan.ack_every > 0
                 && session.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await.is_err() =>
@@ -237,7 +296,7 @@ async fn receive(
                         next = k + 1;
                         latencies.push(u32::try_from(now.saturating_sub(at)).unwrap_or(u32::MAX));
                         if plan.ack_every == 0 {
-                            window.add_permits(1);
+                            pair.window.add_permits(1);
                         }
                     }
                     None => {}
@@ -251,6 +310,7 @@ async fn receive(
         // Acknowledge the tail so that the server can let go of it.
         let _ = session.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{handled}'/>")).await;
     }
+    pair.received.notify_one();
     let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
     tally.delivery_us.extend(latencies);
     tally.delivered += delivered;

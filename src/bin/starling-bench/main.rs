@@ -2,7 +2,9 @@
 //! server (Starling, Prosody, ejabberd) the same way. Each scenario prints one JSON line.
 //!
 //! `chat`: see [`chat`]: P pairs exchange messages; delivered messages per second, delivery
-//! and acknowledgement latency, lost and duplicated counts.
+//! and acknowledgement latency, lost and duplicated counts. With `--peer-server` and
+//! `--peer-domain` the receivers are on a second server, so that messages cross one
+//! server-to-server link.
 //!
 //! `login`: opens N sessions (TLS, SASL, bind, presence) with bounded concurrency, reports
 //! logins per second, keeps them idle, and reads the server's resident memory before and
@@ -103,6 +105,12 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         deadline: u64,
+        /// Server of the receivers, when not --server: messages then cross a server-to-server link.
+        #[arg(long, requires = "peer_domain")]
+        peer_server: Option<SocketAddr>,
+        /// XMPP domain of the receivers on --peer-server.
+        #[arg(long, requires = "peer_server")]
+        peer_domain: Option<String>,
     },
     /// M occupants in one room, S of them sending: join time, deliveries per second, latencies.
     Muc {
@@ -171,10 +179,11 @@ fn target(common: &Common) -> Result<Target, String> {
     })
 }
 
-async fn register_all(target: &Target, common: &Common, count: usize) -> Result<(), String> {
+/// Creates the accounts `<prefix><n>` for each `n` of `numbers`.
+async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<Item = usize>) -> Result<(), String> {
     let gate = Arc::new(Semaphore::new(common.concurrency));
-    let mut tasks = Vec::with_capacity(count);
-    for n in 0..count {
+    let mut tasks = Vec::new();
+    for n in numbers {
         let (target, gate) = (target.clone(), gate.clone());
         let (user, password) = (format!("{}{n}", common.prefix), common.password.clone());
         tasks.push(tokio::spawn(async move {
@@ -191,7 +200,7 @@ async fn register_all(target: &Target, common: &Common, count: usize) -> Result<
 async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Option<u32>) -> Result<(), String> {
     let target = target(&common)?;
     if common.register {
-        register_all(&target, &common, sessions).await?;
+        register_all(&target, &common, 0..sessions).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = pid.and_then(rss_kib);
@@ -249,16 +258,28 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     Ok(())
 }
 
-async fn chat_scenario(common: Common, plan: chat::ChatPlan) -> Result<(), String> {
+/// Senders are the even accounts on `common.server`, receivers the odd ones on `peer` (server
+/// and domain) if given, else on the same server.
+async fn chat_scenario(common: Common, peer: Option<(SocketAddr, String)>, plan: chat::ChatPlan) -> Result<(), String> {
     if plan.ack_every > plan.window {
         return Err("--window must be at least --ack-every (acks are requested every N messages)".into());
     }
-    let target = target(&common)?;
+    let senders = target(&common)?;
+    let receivers = match &peer {
+        Some((addr, domain)) => Target { addr: *addr, domain: domain.clone(), ..senders.clone() },
+        None => senders.clone(),
+    };
     if common.register {
-        register_all(&target, &common, 2 * plan.pairs).await?;
+        register_all(&senders, &common, (0..2 * plan.pairs).step_by(2)).await?;
+        register_all(&receivers, &common, (1..2 * plan.pairs).step_by(2)).await?;
     }
-    let fields = chat::run(&target, &common.prefix, &common.password, plan).await?;
-    println!("{{\"scenario\":\"chat\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
+    let fields = chat::run(&senders, &receivers, &common.prefix, &common.password, plan).await?;
+    let peer = peer.map_or("null".into(), |(_, domain)| format!("\"{domain}\""));
+    println!(
+        "{{\"scenario\":\"chat\",\"mechanism\":\"{}\",\"domain\":\"{}\",\"peer_domain\":{peer},{fields}}}",
+        senders.mech.name(),
+        senders.domain,
+    );
     Ok(())
 }
 
@@ -271,7 +292,7 @@ async fn muc_scenario(common: Common, plan: muc::MucPlan) -> Result<(), String> 
     }
     let target = target(&common)?;
     if common.register {
-        register_all(&target, &common, plan.occupants).await?;
+        register_all(&target, &common, 0..plan.occupants).await?;
     }
     let fields = muc::run(&target, &common.prefix, &common.password, plan).await?;
     println!("{{\"scenario\":\"muc\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
@@ -284,7 +305,18 @@ async fn main() {
         Scenario::Login { common, sessions, idle, server_pid } => {
             login_scenario(common, sessions, idle, server_pid).await
         }
-        Scenario::Chat { common, pairs, messages, window, ack_every, rate, body_bytes, deadline } => {
+        Scenario::Chat {
+            common,
+            pairs,
+            messages,
+            window,
+            ack_every,
+            rate,
+            body_bytes,
+            deadline,
+            peer_server,
+            peer_domain,
+        } => {
             let plan = chat::ChatPlan {
                 pairs,
                 messages,
@@ -294,7 +326,7 @@ async fn main() {
                 body_bytes,
                 deadline: Duration::from_secs(deadline),
             };
-            chat_scenario(common, plan).await
+            chat_scenario(common, peer_server.zip(peer_domain), plan).await
         }
         Scenario::Muc {
             common,
