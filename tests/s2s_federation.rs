@@ -445,3 +445,61 @@ async fn srv_records_lead_to_the_peer_over_direct_tls() {
     alice.send_raw("<message type='chat' to='bob@b.test'><body>found you</body></message>").await.unwrap();
     assert_eq!(bodies(&mut bob, 1).await, ["found you"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_another_server_takes_part_in_a_room() {
+    let (port_a, port_b) = (free_port(), free_port());
+    // b.test reaches the room service conference.a.test at a.test's address.
+    let a = node("a.test", port_a, &[("b.test", port_b)]).await;
+    let b = node("b.test", port_b, &[("a.test", port_a), ("conference.a.test", port_a)]).await;
+    let mut alice = a.user("alice").await;
+    let mut bob = b.user("bob").await;
+    alice.send_raw("<presence to='hall@conference.a.test/alice'/>").await.unwrap();
+    until_subject(&mut alice).await;
+    bob.send_raw("<presence to='hall@conference.a.test/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        .await
+        .unwrap();
+    let entered = until_subject(&mut bob).await;
+    assert!(entered.iter().any(|el| el.contains("hall@conference.a.test/alice")), "{entered:?}");
+    assert!(entered.iter().any(|el| el.contains("code='110'")), "{entered:?}");
+    bob.send_raw("<message type='groupchat' to='hall@conference.a.test'><body>from afar</body></message>")
+        .await
+        .unwrap();
+    alice
+        .send_raw("<message type='groupchat' to='hall@conference.a.test'><body>welcome</body></message>")
+        .await
+        .unwrap();
+    let seen_by_alice = group_bodies(&mut alice, 2).await;
+    let seen_by_bob = group_bodies(&mut bob, 2).await;
+    for seen in [&seen_by_alice, &seen_by_bob] {
+        assert!(seen.contains(&"from afar".to_owned()) && seen.contains(&"welcome".to_owned()), "{seen:?}");
+    }
+    assert_eq!(seen_by_alice, seen_by_bob, "both see the room's order");
+}
+
+/// Everything up to and including the subject message that ends an entry (XEP-0045 §7.2.15).
+async fn until_subject(client: &mut Client) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let el = client.recv().await.unwrap();
+        let done = el.name == "message" && el.get_child("subject", "jabber:client").is_some();
+        seen.push(el.to_string());
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The bodies of the next `n` group messages, skipping presence.
+async fn group_bodies(client: &mut Client, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let el = client.recv_named("message").await.unwrap();
+        if el.attr("type") == Some("groupchat")
+            && let Some(body) = el.get_child("body", "jabber:client")
+        {
+            out.push(body.text());
+        }
+    }
+    out
+}
