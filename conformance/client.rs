@@ -155,6 +155,18 @@ impl Client {
         }
     }
 
+    /// The bodies of the next `n` messages that carry one, skipping everything else.
+    pub async fn message_bodies(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
+        let mut bodies = Vec::with_capacity(n);
+        while bodies.len() < n {
+            let el = self.recv_named("message").await?;
+            if let Some(body) = el.get_child("body", "jabber:client") {
+                bodies.push(body.text());
+            }
+        }
+        Ok(bodies)
+    }
+
     /// The next top-level element named `name`, skipping others (presence echoes, pushes).
     pub async fn recv_named(&mut self, name: &str) -> anyhow::Result<Element> {
         loop {

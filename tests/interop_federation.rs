@@ -232,17 +232,6 @@ async fn wait_for_port(port: u16) {
     panic!("nothing listens on {port}");
 }
 
-async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let el = client.recv_named("message").await.unwrap();
-        if let Some(body) = el.get_child("body", "jabber:client") {
-            out.push(body.text());
-        }
-    }
-    out
-}
-
 /// Reads until a stanza matches, with a generous limit (the first s2s link takes a moment).
 async fn until(
     client: &mut Client,
@@ -333,8 +322,8 @@ async fn federate_with(peer: &Peer, dir: &Path) {
         let to_romeo = format!("<message type='chat' to='romeo@starling.test'><body>j{n}</body></message>");
         juliet.send_raw(&to_romeo).await.unwrap();
     }
-    assert_eq!(bodies(&mut juliet, 500).await, (0..500).map(|n| format!("r{n}")).collect::<Vec<_>>());
-    assert_eq!(bodies(&mut romeo, 500).await, (0..500).map(|n| format!("j{n}")).collect::<Vec<_>>());
+    assert_eq!(juliet.message_bodies(500).await.unwrap(), (0..500).map(|n| format!("r{n}")).collect::<Vec<_>>());
+    assert_eq!(romeo.message_bodies(500).await.unwrap(), (0..500).map(|n| format!("j{n}")).collect::<Vec<_>>());
 
     let info =
         format!("<iq type='get' id='info' to='{domain}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");

@@ -64,18 +64,6 @@ async fn pair() -> (Node, Node) {
     (a, b)
 }
 
-/// The bodies of the next `n` messages, skipping other stanzas.
-async fn bodies(client: &mut Client, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let el = client.recv_named("message").await.unwrap();
-        if let Some(body) = el.get_child("body", "jabber:client") {
-            out.push(body.text());
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_exchange_messages_presence_and_iqs() {
     let (a, b) = pair().await;
@@ -86,8 +74,8 @@ async fn two_servers_exchange_messages_presence_and_iqs() {
         alice.send_raw(&format!("<message type='chat' to='bob@b.test'><body>a{n}</body></message>")).await.unwrap();
         bob.send_raw(&format!("<message type='chat' to='alice@a.test'><body>b{n}</body></message>")).await.unwrap();
     }
-    let to_bob = bodies(&mut bob, 500).await;
-    let to_alice = bodies(&mut alice, 500).await;
+    let to_bob = bob.message_bodies(500).await.unwrap();
+    let to_alice = alice.message_bodies(500).await.unwrap();
     assert_eq!(to_bob, (0..500).map(|n| format!("a{n}")).collect::<Vec<_>>());
     assert_eq!(to_alice, (0..500).map(|n| format!("b{n}")).collect::<Vec<_>>());
 
@@ -240,7 +228,7 @@ async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
     for n in 0..50 {
         alice.send_raw(&send(n)).await.unwrap();
     }
-    let mut delivered: Vec<String> = bodies(&mut bob, 50).await;
+    let mut delivered: Vec<String> = bob.message_bodies(50).await.unwrap();
     // The peer goes away (its streams close), messages are sent meanwhile, and it comes back.
     drop(bob);
     b_running.stop();
@@ -348,8 +336,8 @@ async fn servers_with_valid_certificates_authenticate_with_sasl_external() {
     let mut bob = b.user("bob").await;
     alice.send_raw("<message type='chat' to='bob@b.test'><body>by certificate</body></message>").await.unwrap();
     bob.send_raw("<message type='chat' to='alice@a.test'><body>likewise</body></message>").await.unwrap();
-    assert_eq!(bodies(&mut bob, 1).await, ["by certificate"]);
-    assert_eq!(bodies(&mut alice, 1).await, ["likewise"]);
+    assert_eq!(bob.message_bodies(1).await.unwrap(), ["by certificate"]);
+    assert_eq!(alice.message_bodies(1).await.unwrap(), ["likewise"]);
     for node in [&a, &b] {
         assert_eq!(node.server.s2s.authenticated_by_certificate.load(Ordering::Relaxed), 1);
         assert_eq!(node.server.s2s.authenticated_by_dialback.load(Ordering::Relaxed), 0);
@@ -443,7 +431,7 @@ async fn srv_records_lead_to_the_peer_over_direct_tls() {
     let mut alice = a.user("alice").await;
     let mut bob = b.user("bob").await;
     alice.send_raw("<message type='chat' to='bob@b.test'><body>found you</body></message>").await.unwrap();
-    assert_eq!(bodies(&mut bob, 1).await, ["found you"]);
+    assert_eq!(bob.message_bodies(1).await.unwrap(), ["found you"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
