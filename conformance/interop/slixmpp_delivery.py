@@ -20,6 +20,7 @@ import ssl
 import sys
 
 import slixmpp
+from waiting import login, until
 
 
 class Client(slixmpp.ClientXMPP):
@@ -51,42 +52,24 @@ class Client(slixmpp.ClientXMPP):
             self.messages.append((msg["body"], delayed))
 
 
-async def login(host, port, jid, password):
-    client = Client(jid, password)
-    client.connect(host=host, port=int(port))
-    try:
-        await asyncio.wait_for(client.online.wait(), 20)
-    except asyncio.TimeoutError:
-        raise SystemExit(f"FAIL: {jid} could not log in")
-    return client
-
-
-async def until(condition, what, timeout=20):
-    for _ in range(int(timeout * 10)):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"FAIL: timed out waiting for {what}")
-
-
 async def main():
     host, port, jid_a, pw_a, jid_b, pw_b = sys.argv[1:7]
     bare_b = jid_b.split("/")[0]
-    a = await login(host, port, jid_a + "/desk", pw_a)
+    a = await login(Client, host, port, jid_a + "/desk", pw_a)
 
     # 1. Offline messages.
     expected = [f"offline-{i}" for i in range(20)]
     for body in expected:
         a.send_message(mto=bare_b, mbody=body, mtype="chat")
     await a["xep_0199"].ping(jid=a.boundjid.domain)  # handled after the messages were routed
-    b1 = await login(host, port, bare_b + "/one", pw_b)
+    b1 = await login(Client, host, port, bare_b + "/one", pw_b)
     await until(lambda: len(b1.messages) >= 20, "offline messages")
     if [body for body, _ in b1.messages] != expected or not all(d for _, d in b1.messages):
         raise SystemExit(f"FAIL: offline messages arrived as {b1.messages}")
     print("PASS: 20 offline messages delivered at login, in order, with delay")
 
     # 2. Carbons between two resources.
-    b2 = await login(host, port, bare_b + "/two", pw_b)
+    b2 = await login(Client, host, port, bare_b + "/two", pw_b)
     await b1["xep_0280"].enable()
     await b2["xep_0280"].enable()
     a.send_message(mto=b1.boundjid.full, mbody="to-one", mtype="chat")

@@ -23,6 +23,7 @@ import ssl
 import sys
 
 import slixmpp
+from waiting import login, until
 from slixmpp.exceptions import PresenceError
 
 ROOM = "tea@conference.localhost"
@@ -65,24 +66,6 @@ class Client(slixmpp.ClientXMPP):
         return self.plugin["xep_0045"].get_jid_property(ROOM, nick, key)
 
 
-async def login(host, port, jid, password):
-    client = Client(jid, password)
-    client.connect(host=host, port=int(port))
-    try:
-        await asyncio.wait_for(client.online.wait(), 20)
-    except asyncio.TimeoutError:
-        raise SystemExit(f"FAIL: {jid} could not log in")
-    return client
-
-
-async def until(condition, what, timeout=20):
-    for _ in range(int(timeout * 10)):
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"FAIL: timed out waiting for {what}")
-
-
 def check(ok, what):
     if not ok:
         raise SystemExit(f"FAIL: {what}")
@@ -91,8 +74,8 @@ def check(ok, what):
 async def main():
     host, port, jid_a, pw_a, jid_b, pw_b = sys.argv[1:7]
     bare_b = jid_b.split("/")[0]
-    a = await login(host, port, jid_a + "/desk", pw_a)
-    b = await login(host, port, bare_b + "/laptop", pw_b)
+    a = await login(Client, host, port, jid_a + "/desk", pw_a)
+    b = await login(Client, host, port, bare_b + "/laptop", pw_b)
     muc_a, muc_b = a.plugin["xep_0045"], b.plugin["xep_0045"]
 
     # 1. Create and configure.

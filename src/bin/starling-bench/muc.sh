@@ -8,14 +8,5 @@
 #   src/bin/starling-bench/muc.sh --occupants 1024 --senders 4 --messages 100 --join-concurrency 32
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-storage=""
-database=""
-if [[ "${1:-}" == "--postgres" ]]; then
-  database="starling_bench_$$"
-  createdb -h 127.0.0.1 -U postgres "$database"
-  storage="[storage]
-url = \"postgres://postgres@127.0.0.1:5432/$database\""
-  shift
-fi
 source src/bin/starling-bench/server.sh
 taskset -c 1 "$bin/starling-bench" muc --server 127.0.0.1:15222 --register "$@"

@@ -3,6 +3,17 @@
 # 15223 (direct TLS), in-band registration on. Sets $bin, $work and $pid, and removes it all
 # (and the PostgreSQL database in $database, if set) on exit. $storage, if set, is a
 # `[storage]` section for the configuration.
+# A first argument --postgres (of the sourcing script, whose arguments this shares) puts the
+# server on a throwaway database of the PostgreSQL at 127.0.0.1:5432 (user postgres).
+storage="${storage:-}"
+database="${database:-}"
+if [[ "${1:-}" == "--postgres" ]]; then
+  database="starling_bench_$$"
+  createdb -h 127.0.0.1 -U postgres "$database"
+  storage="[storage]
+url = \"postgres://postgres@127.0.0.1:5432/$database\""
+  shift
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
 cargo build --release --bins -q
 bin="$CARGO_TARGET_DIR/release"
