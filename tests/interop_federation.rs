@@ -2,7 +2,9 @@
 //! and ejabberd on `ejabberd.test`, each against Starling on `starling.test`, on loopback. The
 //! hosts file maps the names to 127.0.0.1 (`.ci/run` adds the entry); Starling reaches the peer
 //! by a static route, the peer reaches Starling on port 5269 through the hosts file.
-//! Certificates are self-signed, so both sides authenticate by dialback over TLS (XEP-0220).
+//! Certificates are self-signed, so both sides authenticate by dialback over TLS (XEP-0220);
+//! in one more run Prosody and Starling have certificates from a test authority they both
+//! trust and require them, and authenticate each other with SASL EXTERNAL (XEP-0178).
 //! Shown: subscription both ways, presence both ways, 500 messages each way in order,
 //! disco#info across.
 //!
@@ -10,6 +12,8 @@
 //! The two tests take turns: both need port 5269.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/ca.rs"]
+mod ca;
 #[path = "../conformance/client.rs"]
 mod client;
 
@@ -18,6 +22,7 @@ use starling::config::Config;
 use starling::server::{Server, serve};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn available(command: &str, domain: &str) -> bool {
@@ -89,9 +94,22 @@ impl Drop for Peer {
     }
 }
 
-fn start_prosody(dir: &Path) -> Peer {
+/// Prosody with a self-signed certificate, or (with `ca`) one signed by the test authority,
+/// which it then also trusts for peers, requiring valid certificates (`s2s_secure_auth`).
+fn start_prosody(dir: &Path, ca: Option<&ca::TestCa>) -> Peer {
     let (c2s_tls, s2s) = (free_port(), free_port());
-    self_signed(dir, "prosody.test");
+    let trust = match ca {
+        Some(ca) => {
+            ca.issue("prosody.test", dir);
+            std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+            format!("cafile = \"{}/ca.pem\"; ", dir.display())
+        }
+        None => {
+            self_signed(dir, "prosody.test");
+            String::new()
+        }
+    };
+    let secure = ca.is_some();
     std::fs::write(dir.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
     let d = dir.display();
     let config = format!(
@@ -109,12 +127,12 @@ s2s_ports = {{ {s2s} }}
 interfaces = {{ "127.0.0.1" }}
 c2s_require_encryption = true
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = {secure}
 authentication = "internal_hashed"
 unbound = {{ hoststxt = "/etc/hosts"; resolvconf = "{d}/resolv.conf" }}
 certificates = "{d}"
 VirtualHost "prosody.test"
-  ssl = {{ certificate = "{d}/prosody.test.crt"; key = "{d}/prosody.test.key" }}
+  ssl = {{ {trust}certificate = "{d}/prosody.test.crt"; key = "{d}/prosody.test.key" }}
 "#
     );
     let config_path = dir.join("prosody.cfg.lua");
@@ -259,8 +277,35 @@ async fn starling_and_prosody_federate() {
     }
     let _turn = TURN.lock().await;
     let dir = scratch_dir("prosody");
-    let prosody = start_prosody(dir.path());
-    federate_with(&prosody, dir.path()).await;
+    let prosody = start_prosody(dir.path(), None);
+    federate_with(&prosody, dir.path(), "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starling_and_prosody_authenticate_each_other_by_certificate() {
+    use std::sync::atomic::Ordering;
+    if !available("prosody", "prosody.test") {
+        return eprintln!("skipped: Prosody or the hosts entries are missing");
+    }
+    let _turn = TURN.lock().await;
+    let dir = scratch_dir("prosody-certs");
+    let ca = ca::TestCa::new();
+    let prosody = start_prosody(dir.path(), Some(&ca));
+    // Starling's certificate stays out of Prosody's certificate directory (it indexes all below).
+    let own = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue("starling.test", own.path());
+    let ca_file = dir.path().join("ca.pem");
+    // Certificates are required on both sides: SASL EXTERNAL (XEP-0178) both ways.
+    let tls = format!(
+        "require_valid_certs = true\nca_files = [{:?}]\n[tls.certs.\"starling.test\"]\ncert = {:?}\nkey = {:?}",
+        ca_file.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let starling = federate_with(&prosody, dir.path(), &tls).await;
+    assert!(starling.s2s.authenticated_by_certificate.load(Ordering::Relaxed) >= 1, "Prosody did not use EXTERNAL");
+    assert_eq!(starling.s2s.authenticated_by_dialback.load(Ordering::Relaxed), 0);
+    assert!(starling.s2s.links_by_certificate.load(Ordering::Relaxed) >= 1, "Starling did not use EXTERNAL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,19 +316,22 @@ async fn starling_and_ejabberd_federate() {
     let _turn = TURN.lock().await;
     let dir = scratch_dir("ejabberd");
     let ejabberd = start_ejabberd(dir.path());
-    federate_with(&ejabberd, dir.path()).await;
+    federate_with(&ejabberd, dir.path(), "").await;
 }
 
 /// Starling on starling.test with romeo, the peer with juliet: subscriptions, presence,
-/// 500 messages each way, disco#info across.
-async fn federate_with(peer: &Peer, dir: &Path) {
+/// 500 messages each way, disco#info across. `tls` replaces Starling's certificate settings
+/// (default: self-signed, certificates not required). Returns Starling for a look at how
+/// peers authenticated.
+async fn federate_with(peer: &Peer, dir: &Path, tls: &str) -> Arc<Server> {
     let domain = peer.domain;
     let toml = format!(
         "[server]\ndomains = [\"starling.test\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
          [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
-         [s2s]\nlisten = [\"127.0.0.1:5269\"]\nrequire_valid_certs = false\nconnect_timeout = \"20s\"\n\
+         [s2s]\nlisten = [\"127.0.0.1:5269\"]\nconnect_timeout = \"20s\"\n{}\n\
          [s2s.routes]\n\"{domain}\" = \"127.0.0.1:{}\"\n",
         dir.join("starling").display().to_string(),
+        if tls.is_empty() { "require_valid_certs = false" } else { tls },
         peer.s2s
     );
     let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
@@ -336,4 +384,5 @@ async fn federate_with(peer: &Peer, dir: &Path) {
     let info = until(&mut juliet, "disco#info of starling.test", |el| el.name == "iq").await;
     assert_eq!((info.attr("type"), info.attr("from")), (Some("result"), Some("starling.test")), "{info}");
     running.stop();
+    server
 }

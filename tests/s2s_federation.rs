@@ -10,9 +10,12 @@
 //! (from a DNS server of the test's) lead to the peer, direct TLS first (XEP-0368).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/ca.rs"]
+mod ca;
 #[path = "../conformance/client.rs"]
 mod client;
 
+use ca::TestCa;
 use client::Client;
 use starling::config::Config;
 use starling::server::{Running, Server, serve};
@@ -270,35 +273,6 @@ async fn messages_to_a_peer_that_restarts_are_delivered_or_bounced() {
         assert!(delivered.contains(&format!("m{n}")), "m{n}, sent after the restart, was not delivered");
     }
     eprintln!("{} delivered, {} bounced", delivered.len(), bounced.len());
-}
-
-/// A certificate authority for the test, and certificates it signs for a domain.
-struct TestCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Starling test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { issuer: rcgen::Issuer::new(params, key), pem: cert.pem() }
-    }
-
-    /// Writes `<domain>.crt` and `<domain>.key` (a serverAuth certificate) into `dir`.
-    fn issue(&self, domain: &str, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-        let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()]).unwrap();
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert_path, key_path) = (dir.join(format!("{domain}.crt")), dir.join(format!("{domain}.key")));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
 }
 
 async fn certified_node(ca: &TestCa, domain: &str, s2s_port: u16, route: (&str, u16)) -> Node {

@@ -45,6 +45,8 @@ pub struct S2s {
     pub authenticated_by_dialback: std::sync::atomic::AtomicU64,
     /// See `authenticated_by_dialback`.
     pub authenticated_by_certificate: std::sync::atomic::AtomicU64,
+    /// Outgoing links that authenticated with SASL EXTERNAL (the rest used dialback).
+    pub links_by_certificate: std::sync::atomic::AtomicU64,
     /// Becomes true when the server shuts down: every server stream closes.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -71,6 +73,7 @@ impl S2s {
             resolver: resolve::resolver(&config.dns_servers),
             authenticated_by_dialback: Default::default(),
             authenticated_by_certificate: Default::default(),
+            links_by_certificate: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
         })
     }

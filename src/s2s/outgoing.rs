@@ -224,7 +224,10 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
         false => None,
     };
     match external_done {
-        Some(restarted) => features = restarted,
+        Some(restarted) => {
+            server.s2s.links_by_certificate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            features = restarted;
+        }
         // A peer may offer EXTERNAL whatever our certificate is, and refuse it then; dialback
         // on the same stream is the fallback (XEP-0178 §3).
         None => dialback(server, &mut conn, local, remote, &id).await?,
