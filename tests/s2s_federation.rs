@@ -128,15 +128,13 @@ async fn a_peer_that_is_down_makes_messages_bounce() {
     assert!(bounce.to_string().contains("remote-server-not-found"), "{bounce}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
+type PeerConn = starling::c2s::connection::Conn<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// A hand-driven peer of `addr` claiming to be a.test: the stream secured with STARTTLS;
+/// returns it with the stream id the server gave, right after the features.
+async fn raw_peer(addr: std::net::SocketAddr) -> (PeerConn, String) {
     use starling::c2s::connection::Conn;
     use starling::xml::{FrameEvent, Limits};
-    let (a, b) = pair().await;
-    let _bob = b.user("bob").await;
-    // A peer speaking for a.test (it holds a.test's key, so dialback succeeds) that then sends
-    // a message from another domain.
-    let addr = b.running.s2s[0];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut conn = Conn::new(tcp, addr, Limits::default()).server_stream();
     let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
@@ -154,7 +152,18 @@ async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
     conn.send(header.as_bytes()).await.unwrap();
     let FrameEvent::StreamOpen(opened) = conn.next().await.unwrap() else { panic!("no stream header") };
     let _features = conn.next().await.unwrap();
-    let key = a.server.s2s.dialback_key("b.test", "a.test", opened.id.as_deref().unwrap());
+    (conn, opened.id.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
+    use starling::xml::FrameEvent;
+    let (a, b) = pair().await;
+    let _bob = b.user("bob").await;
+    // A peer speaking for a.test (it holds a.test's key, so dialback succeeds) that then sends
+    // a message from another domain.
+    let (mut conn, id) = raw_peer(b.running.s2s[0]).await;
+    let key = a.server.s2s.dialback_key("b.test", "a.test", &id);
     conn.send(format!("<db:result from='a.test' to='b.test'>{key}</db:result>").as_bytes()).await.unwrap();
     let FrameEvent::Element(answer) = conn.next().await.unwrap() else { panic!("no dialback answer") };
     assert_eq!(answer.attr("type"), Some("valid"), "{answer}");
@@ -162,6 +171,29 @@ async fn a_stanza_from_an_unauthenticated_domain_ends_the_stream() {
     conn.send(b"<message from='eve@evil.test' to='bob@b.test'><body>spoofed</body></message>").await.unwrap();
     let FrameEvent::Element(error) = conn.next().await.unwrap() else { panic!("no stream error") };
     assert!(error.to_string().contains("invalid-from"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_make_us_verify_claims_without_end() {
+    use starling::xml::FrameEvent;
+    let (a, b) = pair().await;
+    // Each claim sends us to the claimed domain's server to check it; a stream gets 32. (A
+    // false claim ends the stream at once.) Here the same true claim, again and again.
+    let (mut conn, id) = raw_peer(b.running.s2s[0]).await;
+    let key = a.server.s2s.dialback_key("b.test", "a.test", &id);
+    let claim = format!("<db:result from='a.test' to='b.test'>{key}</db:result>");
+    let mut valid = 0;
+    loop {
+        conn.send(claim.as_bytes()).await.unwrap();
+        let FrameEvent::Element(el) = conn.next().await.unwrap() else { panic!("the stream ended without an error") };
+        if el.attr("type") == Some("valid") {
+            valid += 1;
+            continue;
+        }
+        assert!(el.to_string().contains("policy-violation"), "{el}");
+        break;
+    }
+    assert_eq!(valid, 32);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

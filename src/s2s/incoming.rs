@@ -77,6 +77,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
         authenticated: HashSet::new(),
         handled: None,
         owed: None,
+        claims: 0,
     };
     let exit = stream.run(&mut conn).await;
     if let Some(exit) = exit {
@@ -141,7 +142,12 @@ struct Incoming<'a> {
     /// An ack asked for and not yet sent: the count to send and the storage commit it waits
     /// for.
     owed: Option<(u32, u64)>,
+    /// Dialback claims made on this stream.
+    claims: usize,
 }
+
+/// Most dialback claims (`<db:result/>`) one incoming stream may make.
+const MAX_CLAIMS: usize = 32;
 
 impl Incoming<'_> {
     /// Runs the stream; `Some(exit)` when it must end with an error or close.
@@ -328,6 +334,11 @@ impl Incoming<'_> {
         };
         if !super::is_ours(self.server, to) {
             return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
+        }
+        // Each claim makes us open a connection to the claimed domain: a stream gets a few.
+        self.claims += 1;
+        if self.claims > MAX_CLAIMS {
+            return Err(StreamError::with_text("policy-violation", "too many dialback requests").into());
         }
         // With require_valid_certs, dialback only confirms what the certificate shows.
         let certificate_ok = !self.server.config.s2s.require_valid_certs
