@@ -7,7 +7,8 @@
 //! handshake is dropped after the timeout. With certificates from a common authority the
 //! servers authenticate with SASL EXTERNAL (XEP-0178) instead of dialback, and a server that
 //! requires valid certificates refuses a peer without one. Without a route, SRV records
-//! (from a DNS server of the test's) lead to the peer, direct TLS first (XEP-0368).
+//! (from a DNS server of the test's) lead to the peer, direct TLS first (XEP-0368). A server
+//! with two domains reaches a peer over one stream, both domains accepted on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/ca.rs"]
@@ -496,4 +497,42 @@ async fn group_bodies(client: &mut Client, n: usize) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_domains_share_one_link_to_a_peer() {
+    use std::sync::atomic::Ordering;
+    let (port_a, port_b) = (free_port(), free_port());
+    // a.test also serves x.test; b.test reaches both at a.test's address.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\ndomains = [\"a.test\", \"x.test\"]\ndata_dir = {:?}\n[storage]\nurl = \"sqlite::memory:\"\n\
+         [c2s]\nlisten = []\ndirect_tls_listen = [\"127.0.0.1:0\"]\nscram_iterations = 4096\n[http]\nlisten = []\n\
+         [s2s]\nlisten = [\"127.0.0.1:{port_a}\"]\nrequire_valid_certs = false\nconnect_timeout = \"3s\"\n\
+         [s2s.routes]\n\"b.test\" = \"127.0.0.1:{port_b}\"\n",
+        dir.path().display().to_string()
+    );
+    let config = Config::parse(&toml, &starling::modules::config_checks()).unwrap();
+    let server = Server::build(config).await.unwrap();
+    let running = serve(server.clone()).await.unwrap();
+    let a = Node { running, server, _dir: dir };
+    let b = node("b.test", port_b, &[("a.test", port_a), ("x.test", port_a)]).await;
+    let mut alice = a.user("alice").await;
+    let xavier_jid = jid::BareJid::new("xavier@x.test").unwrap();
+    a.server.accounts.create(&xavier_jid, "pw").await.unwrap();
+    let mut xavier = Client::connect(a.running.c2s_direct_tls[0], "x.test", "xavier", "pw", "r").await.unwrap();
+    xavier.send_raw("<presence/>").await.unwrap();
+    xavier.recv_named("presence").await.unwrap();
+    let mut bob = b.user("bob").await;
+    alice.send_raw("<message type='chat' to='bob@b.test'><body>from a</body></message>").await.unwrap();
+    assert_eq!(bob.message_bodies(1).await.unwrap(), ["from a"]);
+    xavier.send_raw("<message type='chat' to='bob@b.test'><body>from x</body></message>").await.unwrap();
+    assert_eq!(bob.message_bodies(1).await.unwrap(), ["from x"]);
+    alice.send_raw("<message type='chat' to='bob@b.test'><body>a again</body></message>").await.unwrap();
+    assert_eq!(bob.message_bodies(1).await.unwrap(), ["a again"]);
+    // One stream carried both domains, each accepted by dialback on it.
+    assert_eq!(b.server.s2s.streams_accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(b.server.s2s.authenticated_by_dialback.load(Ordering::Relaxed), 2);
+    bob.send_raw("<message type='chat' to='xavier@x.test'><body>back to x</body></message>").await.unwrap();
+    assert_eq!(xavier.message_bodies(1).await.unwrap(), ["back to x"]);
 }

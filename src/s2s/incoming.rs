@@ -67,6 +67,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
             _ => return tracing::debug!(%peer, "s2s STARTTLS handshake failed or timed out"),
         }
     };
+    server.s2s.streams_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let peer_certs = tls.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
     let mut conn = Conn::new(tls, peer, negotiation_limits(&server)).server_stream();
     let mut stream = Incoming {

@@ -1,9 +1,10 @@
 //! Server-to-server federation (RFC 6120 with `jabber:server` streams, XEP-0220 dialback,
 //! XEP-0368 direct TLS for incoming streams).
 //!
-//! Stanzas for a domain that is neither served here nor a component go to [`send`]: each
-//! (local domain, peer domain) pair has one outgoing link ([`outgoing`]), created on demand,
-//! with a bounded queue; stanzas that cannot be queued or delivered bounce to their sender.
+//! Stanzas for a domain that is neither served here nor a component go to [`send`]: an
+//! outgoing link ([`outgoing`]) per peer domain, created on demand, with a bounded queue; our
+//! other domains (a second host, `conference.*`) join an open link by dialback; stanzas that
+//! cannot be queued or delivered bounce to their sender.
 //! Incoming streams ([`incoming`]) authenticate their peer domains by dialback and hand
 //! stanzas to the router as if they came from a local component: the router never sees the
 //! difference between a local and a remote sender beyond the JID.
@@ -23,12 +24,13 @@ use crate::router::stanza::Stanza;
 use crate::server::Server;
 use crate::xml::Limits;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Federation state: the links in use, the dialback secret and the TLS configurations.
 pub struct S2s {
-    links: Mutex<HashMap<(String, String), mpsc::Sender<Queued>>>,
+    links: Mutex<HashMap<(String, String), LinkHandle>>,
     /// Secret behind our dialback keys (XEP-0185), new at each start: keys are only checked
     /// while the link that presented them is being set up.
     pub(crate) secret: Vec<u8>,
@@ -47,6 +49,8 @@ pub struct S2s {
     pub authenticated_by_certificate: std::sync::atomic::AtomicU64,
     /// Outgoing links that authenticated with SASL EXTERNAL (the rest used dialback).
     pub links_by_certificate: std::sync::atomic::AtomicU64,
+    /// Incoming server streams that reached TLS.
+    pub streams_accepted: std::sync::atomic::AtomicU64,
     /// Becomes true when the server shuts down: every server stream closes.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -74,6 +78,7 @@ impl S2s {
             authenticated_by_dialback: Default::default(),
             authenticated_by_certificate: Default::default(),
             links_by_certificate: Default::default(),
+            streams_accepted: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -159,7 +164,7 @@ async fn resend(server: &Server, queued: Queued) {
             }
             // The link just ended; a new one is made on the second pass.
             Err(mpsc::error::SendTimeoutError::Closed(refused)) => {
-                link_ended(server, &local, &remote);
+                link_ended(server);
                 queued = refused;
             }
         }
@@ -170,26 +175,42 @@ async fn resend(server: &Server, queued: Queued) {
 /// How long a stanza may wait for room in a full link queue before it bounces.
 const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The queue of the link for a domain pair, starting the link if there is none.
+/// A link's queue, and whether it takes stanzas of our other domains too.
+#[derive(Clone)]
+struct LinkHandle {
+    sender: mpsc::Sender<Queued>,
+    /// Set once the link authenticated by dialback: other domains of ours are then added to
+    /// it with dialback (XEP-0220 §4.1), so one connection serves all of them.
+    shared: Arc<AtomicBool>,
+}
+
+/// The queue for stanzas from `local` to `remote`: that pair's link; else an open link to the
+/// same peer that takes our other domains; else a new link.
 fn link(server: &Arc<Server>, local: &str, remote: &str) -> mpsc::Sender<Queued> {
     let mut links = server.s2s.links.lock().unwrap_or_else(|p| p.into_inner());
     let key = (local.to_owned(), remote.to_owned());
-    if let Some(sender) = links.get(&key).filter(|s| !s.is_closed()) {
-        return sender.clone();
+    if let Some(handle) = links.get(&key).filter(|h| !h.sender.is_closed()) {
+        return handle.sender.clone();
+    }
+    let shared = links
+        .iter()
+        .find(|((_, r), h)| r == remote && !h.sender.is_closed() && h.shared.load(Ordering::Acquire))
+        .map(|(_, h)| h.clone());
+    if let Some(handle) = shared {
+        links.insert(key, handle.clone());
+        return handle.sender;
     }
     let (sender, queue) = mpsc::channel(server.config.s2s.max_queued.max(1));
-    links.insert(key, sender.clone());
-    tokio::spawn(outgoing::run_link(server.clone(), local.to_owned(), remote.to_owned(), queue));
+    let shared = Arc::new(AtomicBool::new(false));
+    links.insert(key, LinkHandle { sender: sender.clone(), shared: shared.clone() });
+    tokio::spawn(outgoing::run_link(server.clone(), local.to_owned(), remote.to_owned(), queue, shared));
     sender
 }
 
-/// Forgets a link that ended (only if it is the one that ended, not a newer one).
-fn link_ended(server: &Server, local: &str, remote: &str) {
+/// Forgets links that ended (every pair that used them).
+fn link_ended(server: &Server) {
     let mut links = server.s2s.links.lock().unwrap_or_else(|p| p.into_inner());
-    let key = (local.to_owned(), remote.to_owned());
-    if links.get(&key).is_some_and(mpsc::Sender::is_closed) {
-        links.remove(&key);
-    }
+    links.retain(|_, handle| !handle.sender.is_closed());
 }
 
 /// Whether a domain is ours: served here or a component of ours.

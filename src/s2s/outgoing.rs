@@ -27,9 +27,10 @@ use crate::server::Server;
 use crate::session::sm::NS_SM;
 use crate::stream::{NS_SASL, NS_STREAMS, NS_TLS};
 use crate::xml::{Element, FrameEvent};
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -39,13 +40,21 @@ type TlsConn = Conn<tokio_rustls::client::TlsStream<TcpStream>>;
 /// Runs one link until it fails or idles out. If it never came up, everything queued
 /// bounces. If it was up, stanzas the peer did not acknowledge (stream management) and
 /// stanzas still queued go to a new link, once; after that they bounce.
-pub(super) async fn run_link(server: Arc<Server>, local: String, remote: String, mut queue: mpsc::Receiver<Queued>) {
+pub(super) async fn run_link(
+    server: Arc<Server>,
+    local: String,
+    remote: String,
+    mut queue: mpsc::Receiver<Queued>,
+    shared: Arc<AtomicBool>,
+) {
     let limit = server.config.s2s.connect_timeout.get();
     let outcome = timeout(limit, open_authenticated(&server, &local, &remote)).await;
     let (error, mut unacked) = match outcome {
-        Ok(Ok((mut conn, sm))) => {
-            tracing::info!(%local, %remote, stream_management = sm, "server link up");
-            let ended = carry(&server, &mut conn, &mut queue, sm).await;
+        Ok(Ok((mut conn, opened))) => {
+            tracing::info!(%local, %remote, stream_management = opened.sm, "server link up");
+            // Our other domains may now use this link (see `super::link`).
+            shared.store(opened.by_dialback, Ordering::Release);
+            let ended = carry(&server, &mut conn, &mut queue, &opened).await;
             conn.close().await;
             tracing::info!(%local, %remote, reason = %ended.reason, unacked = ended.unacked.len(), "server link closed");
             (None, ended.unacked)
@@ -59,7 +68,7 @@ pub(super) async fn run_link(server: Arc<Server>, local: String, remote: String,
             (Some(StanzaError::new(crate::router::error::ErrorType::Wait, "remote-server-timeout")), Vec::new())
         }
     };
-    super::link_ended(&server, &local, &remote);
+    super::link_ended(&server);
     queue.close();
     while let Some(queued) = queue.recv().await {
         unacked.push(queued);
@@ -78,66 +87,169 @@ pub(super) async fn run_link(server: Arc<Server>, local: String, remote: String,
 /// How a link that was up ended.
 struct Ended {
     reason: String,
-    /// Sent but not acknowledged (with stream management), oldest first.
+    /// Sent but not acknowledged (with stream management), and held for a verdict, oldest
+    /// first.
     unacked: Vec<Queued>,
+}
+
+/// An up link's state while it carries stanzas.
+struct Carrier<'a> {
+    server: &'a Server,
+    remote: &'a str,
+    /// The stream id the peer gave, for dialback keys of further domains.
+    stream_id: String,
+    sm: bool,
+    /// Further domains of ours may be added with dialback (XEP-0220 §4.1).
+    piggyback: bool,
+    /// Our domains the peer accepted on this link.
+    authenticated: HashSet<String>,
+    /// Stanzas of our domains whose dialback verdict is awaited.
+    waiting: HashMap<String, Vec<Queued>>,
+    unacked: VecDeque<Queued>,
+    acked: u32,
+    /// Bytes to write.
+    out: Vec<u8>,
+    /// Stanzas the link cannot carry (the peer refused their domain).
+    refused: Vec<Queued>,
+}
+
+impl Carrier<'_> {
+    /// Writes a stanza into the buffer, or holds it until its domain is accepted (asking for
+    /// that the first time).
+    fn take(&mut self, queued: Queued) {
+        let domain = queued.stanza.from_ref().map(|f| f.domain().as_str().to_owned()).unwrap_or_default();
+        if self.authenticated.contains(&domain) {
+            queued.stanza.write_to(&mut self.out);
+            if self.sm {
+                self.unacked.push_back(queued);
+            }
+        } else if let Some(held) = self.waiting.get_mut(&domain) {
+            held.push(queued);
+        } else if self.piggyback {
+            let key = dialback::key(&self.server.s2s.secret, self.remote, &domain, &self.stream_id);
+            self.out.extend(dialback::element("result", &domain, self.remote, None, None, Some(&key)));
+            self.waiting.insert(domain, vec![queued]);
+        } else {
+            self.refused.push(queued);
+        }
+    }
+
+    /// The peer's verdict on one of our domains: its held stanzas go out, or are refused.
+    fn verdict(&mut self, el: &Element) {
+        let Some(domain) = el.attr("to") else { return };
+        let Some(held) = self.waiting.remove(domain) else { return };
+        if el.attr("type") == Some("valid") {
+            tracing::info!(local = domain, remote = self.remote, "domain added to a server link");
+            self.authenticated.insert(domain.to_owned());
+            for queued in held {
+                self.take(queued);
+            }
+        } else {
+            self.refused.extend(held);
+        }
+    }
+
+    /// Writes what the buffer holds (with an ack request under stream management) and
+    /// bounces what the link cannot carry.
+    async fn flush(&mut self, conn: &mut TlsConn) -> Result<(), String> {
+        for queued in std::mem::take(&mut self.refused) {
+            let error = StanzaError::remote_server_not_found().with_text("the peer did not accept the sending domain");
+            crate::router::bounce(self.server, &queued.stanza, error).await;
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if self.sm && !self.unacked.is_empty() {
+            self.out.extend_from_slice(format!("<r xmlns='{NS_SM}'/>").as_bytes());
+        }
+        let result = conn.send(&self.out).await.map_err(|e| format!("write failed: {e:?}"));
+        self.out.clear();
+        result
+    }
+
+    /// The peer's `<a h/>`: acknowledged stanzas are released.
+    fn acknowledged(&mut self, el: &Element) -> Result<(), String> {
+        let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).unwrap_or(self.acked);
+        let newly = h.wrapping_sub(self.acked) as usize;
+        if newly > self.unacked.len() {
+            return Err("the peer acknowledged more than was sent".into());
+        }
+        self.unacked.drain(..newly);
+        self.acked = h;
+        Ok(())
+    }
 }
 
 /// Writes queued stanzas until the link has been idle for `idle_timeout` or fails. With
 /// stream management (XEP-0198 on server links), each write ends with `<r/>` and stanzas are
-/// kept until the peer's `<a h/>` counts them.
-async fn carry(server: &Server, conn: &mut TlsConn, queue: &mut mpsc::Receiver<Queued>, sm: bool) -> Ended {
+/// kept until the peer's `<a h/>` counts them. Stanzas of our other domains join the link
+/// once the peer accepts their domain by dialback (when the link allows it).
+async fn carry(server: &Server, conn: &mut TlsConn, queue: &mut mpsc::Receiver<Queued>, link: &Opened<'_>) -> Ended {
     let idle = server.config.s2s.idle_timeout.get();
-    let mut out = Vec::with_capacity(4096);
-    let mut unacked: VecDeque<Queued> = VecDeque::new();
-    let mut acked: u32 = 0;
+    let mut carrier = Carrier {
+        server,
+        remote: link.remote,
+        stream_id: link.stream_id.clone(),
+        sm: link.sm,
+        piggyback: link.by_dialback,
+        authenticated: HashSet::from([link.local.to_owned()]),
+        waiting: HashMap::new(),
+        unacked: VecDeque::new(),
+        acked: 0,
+        out: Vec::with_capacity(4096),
+        refused: Vec::new(),
+    };
     let reason = loop {
-        tokio::select! {
+        let step = tokio::select! {
             next = timeout(idle, queue.recv()) => match next {
                 Ok(Some(queued)) => {
-                    out.clear();
-                    queued.stanza.write_to(&mut out);
-                    let mut batch = vec![queued];
+                    carrier.take(queued);
                     // Whatever else is waiting goes in the same write.
-                    while out.len() < 64 * 1024 {
+                    while carrier.out.len() < 64 * 1024 {
                         match queue.try_recv() {
-                            Ok(more) => {
-                                more.stanza.write_to(&mut out);
-                                batch.push(more);
-                            }
+                            Ok(more) => carrier.take(more),
                             Err(_) => break,
                         }
                     }
-                    if sm {
-                        out.extend_from_slice(format!("<r xmlns='{NS_SM}'/>").as_bytes());
-                        unacked.extend(batch);
-                    }
-                    if let Err(e) = conn.send(&out).await {
-                        break format!("write failed: {e:?}");
-                    }
+                    Ok(())
                 }
-                Ok(None) => break "no more senders".into(),
-                Err(_) if unacked.is_empty() => break "idle".into(),
-                Err(_) => {}
+                Ok(None) => Err("no more senders".to_owned()),
+                Err(_) if carrier.unacked.is_empty() && carrier.waiting.is_empty() => Err("idle".to_owned()),
+                Err(_) => Ok(()),
             },
-            () = server.s2s.closed() => break "shutting down".into(),
+            () = server.s2s.closed() => Err("shutting down".to_owned()),
             event = conn.next() => match event {
-                Ok(FrameEvent::Element(el)) if sm && el.is("a", NS_SM) => {
-                    let h = el.attr("h").and_then(|h| h.parse::<u32>().ok()).unwrap_or(acked);
-                    let newly = h.wrapping_sub(acked) as usize;
-                    if newly > unacked.len() {
-                        break "the peer acknowledged more than was sent".into();
-                    }
-                    unacked.drain(..newly);
-                    acked = h;
+                Ok(FrameEvent::Element(el)) if link.sm && el.is("a", NS_SM) => carrier.acknowledged(&el),
+                Ok(FrameEvent::Element(el)) if el.is("result", NS_DIALBACK) => {
+                    carrier.verdict(&el);
+                    Ok(())
                 }
                 // The peer closing the stream ends the link.
-                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => break "closed by peer".into(),
-                Ok(_) => {}
-                Err(e) => break format!("{e:?}"),
+                Ok(FrameEvent::StreamClose) | Err(Exit::Closed) => Err("closed by peer".to_owned()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("{e:?}")),
             },
+        };
+        if let Err(reason) = step {
+            break reason;
+        }
+        if let Err(reason) = carrier.flush(conn).await {
+            break reason;
         }
     };
-    Ended { reason, unacked: unacked.into() }
+    let mut unacked: Vec<Queued> = carrier.unacked.into();
+    unacked.extend(carrier.waiting.into_values().flatten());
+    Ended { reason, unacked }
+}
+
+/// What the link knows once it is authenticated.
+struct Opened<'a> {
+    local: &'a str,
+    remote: &'a str,
+    stream_id: String,
+    sm: bool,
+    /// Authenticated by dialback: further domains may be added the same way.
+    by_dialback: bool,
 }
 
 /// Where a peer domain listens (see [`super::resolve`]).
@@ -212,9 +324,13 @@ async fn open_secured(server: &Server, local: &str, remote: &str) -> Result<(Tls
     Ok((conn, id, features))
 }
 
-/// Opens a link and authenticates our domain with dialback; then enables stream management
-/// if the peer offers it (true when enabled).
-async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Result<(TlsConn, bool), S2sError> {
+/// Opens a link and authenticates our domain (SASL EXTERNAL or dialback); then enables stream
+/// management if the peer offers it.
+async fn open_authenticated<'a>(
+    server: &Server,
+    local: &'a str,
+    remote: &'a str,
+) -> Result<(TlsConn, Opened<'a>), S2sError> {
     let (mut conn, id, mut features) = open_secured(server, local, remote).await?;
     let offers_external = features
         .get_child("mechanisms", NS_SASL)
@@ -223,26 +339,29 @@ async fn open_authenticated(server: &Server, local: &str, remote: &str) -> Resul
         true => external(&mut conn, local, remote).await?,
         false => None,
     };
-    match external_done {
+    let by_dialback = match external_done {
         Some(restarted) => {
-            server.s2s.links_by_certificate.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            server.s2s.links_by_certificate.fetch_add(1, Ordering::Relaxed);
             features = restarted;
+            false
         }
         // A peer may offer EXTERNAL whatever our certificate is, and refuse it then; dialback
         // on the same stream is the fallback (XEP-0178 §3).
-        None => dialback(server, &mut conn, local, remote, &id).await?,
-    }
+        None => {
+            dialback(server, &mut conn, local, remote, &id).await?;
+            true
+        }
+    };
+    let mut opened = Opened { local, remote, stream_id: id, sm: false, by_dialback };
     if !features.has_child("sm", NS_SM) {
-        return Ok((conn, false));
+        return Ok((conn, opened));
     }
     conn.send(format!("<enable xmlns='{NS_SM}'/>").as_bytes()).await?;
     loop {
         let answer = next_element(&mut conn).await?;
-        if answer.is("enabled", NS_SM) {
-            return Ok((conn, true));
-        }
-        if answer.is("failed", NS_SM) {
-            return Ok((conn, false));
+        if answer.is("enabled", NS_SM) || answer.is("failed", NS_SM) {
+            opened.sm = answer.is("enabled", NS_SM);
+            return Ok((conn, opened));
         }
     }
 }
