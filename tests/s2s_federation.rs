@@ -1,6 +1,7 @@
 //! Two Starling servers federate (RFC 6120 server streams, XEP-0220 dialback over TLS with
 //! self-signed certificates): each with its own domain and database, static routes to each
-//! other. Shown: messages both ways in order, presence subscription both ways, an IQ across;
+//! other. Shown: messages both ways in order, presence subscription both ways, IQs across
+//! (disco#info, ping, vCard);
 //! a peer that is down bounces with `remote-server-not-found`; messages to a peer that
 //! restarts are each delivered or bounced, none lost; a peer that sends a stanza from a domain
 //! it did not authenticate loses its stream with `invalid-from`; a peer that stalls in the TLS
@@ -116,6 +117,17 @@ async fn two_servers_exchange_messages_presence_and_iqs() {
     let info = alice.recv_named("iq").await.unwrap();
     assert_eq!((info.attr("type"), info.attr("from")), (Some("result"), Some("b.test")), "{info}");
     assert!(info.to_string().contains("category='server'"), "{info}");
+
+    // A ping of the other server (XEP-0199) and a vCard of a user there (XEP-0054).
+    bob.send_raw("<iq type='set' id='card'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard></iq>").await.unwrap();
+    bob.recv_named("iq").await.unwrap();
+    alice.send_raw("<iq type='get' id='ping' to='b.test'><ping xmlns='urn:xmpp:ping'/></iq>").await.unwrap();
+    let pong = alice.recv_named("iq").await.unwrap();
+    assert_eq!((pong.attr("type"), pong.attr("id")), (Some("result"), Some("ping")), "{pong}");
+    alice.send_raw("<iq type='get' id='vc' to='bob@b.test'><vCard xmlns='vcard-temp'/></iq>").await.unwrap();
+    let card = alice.recv_named("iq").await.unwrap();
+    assert_eq!((card.attr("type"), card.attr("from")), (Some("result"), Some("bob@b.test")), "{card}");
+    assert!(card.to_string().contains("<FN>Bob</FN>"), "{card}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
