@@ -158,7 +158,7 @@ async fn raw_peer(addr: std::net::SocketAddr) -> (PeerConn, String) {
     let _features = conn.next().await.unwrap();
     conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await.unwrap();
     let _proceed = conn.next().await.unwrap();
-    let tls_config = starling::s2s::tls::client_config(false, &[], None).unwrap();
+    let tls_config = starling::s2s::tls::client_config(false, &starling::s2s::tls::roots(&[]).unwrap(), None).unwrap();
     let name = rustls::pki_types::ServerName::try_from("b.test").unwrap();
     let tls = tokio_rustls::TlsConnector::from(tls_config).connect(name, conn.io).await.unwrap();
     let mut conn = Conn::new(tls, addr, Limits::default()).server_stream();

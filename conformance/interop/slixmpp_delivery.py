@@ -16,35 +16,21 @@ Exits 0 and prints PASS lines only if everything arrived once and in order. Usag
 """
 import asyncio
 import logging
-import ssl
 import sys
 
-import slixmpp
-from waiting import login, until
+from slixmpp_support import InteropClient, login, until
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(InteropClient):
     def __init__(self, jid, password):
-        super().__init__(jid, password)
-        for plugin in ("xep_0030", "xep_0059", "xep_0199", "xep_0203", "xep_0280", "xep_0297",
-                       "xep_0313", "xep_0441"):
-            self.register_plugin(plugin)
+        super().__init__(jid, password, ("xep_0030", "xep_0059", "xep_0199", "xep_0203", "xep_0280",
+                                         "xep_0297", "xep_0313", "xep_0441"))
         self.messages = []
         self.carbons_received = []
         self.carbons_sent = []
-        self.online = asyncio.Event()
-        self.add_event_handler("session_start", self.start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("carbon_received", lambda m: self.carbons_received.append(m["carbon_received"]["body"]))
         self.add_event_handler("carbon_sent", lambda m: self.carbons_sent.append(m["carbon_sent"]["body"]))
-        # Accept the test server's self-signed certificate.
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.enable_plaintext = False
-
-    async def start(self, _):
-        self.send_presence()
-        self.online.set()
 
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal") and msg["body"]:

@@ -19,11 +19,10 @@ Exits 0 and prints PASS lines only if everything happened as described. Usage:
 """
 import asyncio
 import logging
-import ssl
 import sys
 
 import slixmpp
-from waiting import login, until
+from slixmpp_support import InteropClient, login, until
 from slixmpp.exceptions import PresenceError
 
 ROOM = "tea@conference.localhost"
@@ -31,27 +30,15 @@ NAME = "Tea party"
 SUBJECT = "Scones at four"
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(InteropClient):
     def __init__(self, jid, password):
-        super().__init__(jid, password)
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0199"):
-            self.register_plugin(plugin)
-        self.online = asyncio.Event()
+        super().__init__(jid, password, ("xep_0004", "xep_0030", "xep_0045", "xep_0199"))
         self.messages = []  # (nick, body) of group messages, in arrival order
         self.subjects = []  # (nick, subject) of subject changes
         self.presences = []  # (nick, type, show) of occupant presence
-        self.add_event_handler("session_start", self.start)
         self.add_event_handler(f"muc::{ROOM}::message", self.on_message)
         self.add_event_handler(f"muc::{ROOM}::groupchat_subject", self.on_subject)
         self.add_event_handler(f"muc::{ROOM}::presence", self.on_presence)
-        # Accept the test server's self-signed certificate.
-        self.ssl_context.check_hostname = False
-        self.ssl_context.verify_mode = ssl.CERT_NONE
-        self.enable_plaintext = False
-
-    async def start(self, _):
-        self.send_presence()
-        self.online.set()
 
     def on_message(self, msg):
         self.messages.append((msg["from"].resource, msg["body"]))

@@ -1,6 +1,29 @@
-"""Shared by the slixmpp interop scripts: logging a client in and waiting for a condition."""
+"""Shared by the slixmpp interop scripts: the client they start from, logging it in, and
+waiting for a condition."""
 
 import asyncio
+import ssl
+
+import slixmpp
+
+
+class InteropClient(slixmpp.ClientXMPP):
+    """A client with the given plugins that trusts the test server's self-signed certificate,
+    sends its initial presence once the session starts and then sets `online`."""
+
+    def __init__(self, jid, password, plugins):
+        super().__init__(jid, password)
+        for plugin in plugins:
+            self.register_plugin(plugin)
+        self.online = asyncio.Event()
+        self.add_event_handler("session_start", self.start)
+        self.ssl_context.check_hostname = False
+        self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.enable_plaintext = False
+
+    async def start(self, _):
+        self.send_presence()
+        self.online.set()
 
 
 async def login(client_class, host, port, jid, password):

@@ -18,10 +18,10 @@ mod tests;
 
 use super::roster::Roster;
 use crate::module_api::{
-    Archive, ArchiveQuery, ArchivedItem, BareJid, BoxFuture, ConfigDuration, Element, ErrorType, Flow, Hook, IqHandler,
-    IqKind, IqRequest, IqResult, IqTarget, KeyVal, MessageToLocal, ModuleDescriptor, ModuleError, NewItem,
-    PeriodicTask, Registrar, SessionRef, Stanza, StanzaError, StanzaFromClient, StanzaKind, StorageError, SyncIq,
-    Value, check_section, datetime, expire_archive, now_micros, ns, priority, random_id, stanza_id_by,
+    Archive, ArchiveQuery, BareJid, BoxFuture, ConfigDuration, ErrorType, Flow, Hook, IqHandler, IqKind, IqRequest,
+    IqResult, IqTarget, Jid, KeyVal, MessageToLocal, ModuleDescriptor, ModuleError, NewItem, PeriodicTask, Registrar,
+    SessionRef, Stanza, StanzaError, StanzaFromClient, StanzaKind, StorageError, SyncIq, Value, check_section,
+    expire_archive, now_micros, priority, random_id, stanza_id_by,
 };
 use prefs::{Decision, DefaultRule, NS_MAM, Prefs};
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,9 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     Ok(())
 }
 
-fn internal(e: StorageError) -> StanzaError {
+/// The answer to a failed archive read: `item-not-found` for an unknown id (XEP-0313 §4.3),
+/// otherwise logged and `internal-server-error`. Room archives answer the same way.
+pub fn internal(e: StorageError) -> StanzaError {
     match e {
         StorageError::ItemNotFound(id) => {
             StanzaError::new(ErrorType::Cancel, "item-not-found").with_text(format!("no archived message '{id}'"))
@@ -179,8 +181,9 @@ impl Mam {
             ArchiveQuery { after: None, before: None, limit: None, reverse: false, ..query.archive.clone() };
         let count = self.archive.count(&user, &count_query).await.map_err(internal)?;
         for item in &page.items {
-            if let Some(result) = result_message(item, query.query_id.as_deref(), session, &iq.to) {
-                session.send_element(result);
+            let (archive, to) = (Jid::from(iq.to.to_bare()), Jid::from(session.jid.clone()));
+            if let Some(result) = query::result_message(item, query.query_id.as_deref(), &archive, &to) {
+                session.send(result);
             }
         }
         let first_last = page.items.first().zip(page.items.last()).map(|(f, l)| (f.key.as_str(), l.key.as_str()));
@@ -203,28 +206,6 @@ impl Mam {
 }
 
 /// One `<result/>` message for a query (§4.2).
-fn result_message(
-    item: &ArchivedItem,
-    query_id: Option<&str>,
-    session: &SessionRef,
-    owner: &crate::module_api::Jid,
-) -> Option<Element> {
-    let archived = Element::parse(&item.value.data).ok()?;
-    let forwarded = Element::new("forwarded", query::NS_FORWARD)
-        .with_child(Element::new("delay", ns::DELAY).with_attr("stamp", datetime(item.when)))
-        .with_child(archived);
-    let mut result = Element::new("result", NS_MAM).with_attr("id", item.key.as_str()).with_child(forwarded);
-    if let Some(id) = query_id {
-        result.set_attr("queryid", id);
-    }
-    Some(
-        Element::new("message", crate::module_api::NS_CLIENT)
-            .with_attr("from", owner.to_bare().as_str())
-            .with_attr("to", session.jid.as_str())
-            .with_child(result),
-    )
-}
-
 impl Hook<MessageToLocal> for Mam {
     fn call<'a>(&'a self, event: &'a mut MessageToLocal) -> BoxFuture<'a, Flow> {
         Box::pin(async move {

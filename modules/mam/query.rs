@@ -7,7 +7,9 @@
 //! <count/></set></fin>`. `complete` says no further items lie in the direction of paging.
 
 pub use super::prefs::NS_MAM;
-use crate::module_api::{ArchiveQuery, Element, StanzaError, ns, parse_datetime};
+use crate::module_api::{
+    ArchiveQuery, ArchivedItem, Element, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, datetime, ns, parse_datetime,
+};
 
 /// XEP-0059 Result Set Management.
 pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
@@ -120,6 +122,24 @@ fn non_empty(text: String, what: &str) -> Result<String, StanzaError> {
 
 fn bad(text: &str) -> StanzaError {
     StanzaError::bad_request().with_text(text)
+}
+
+/// One result of a query (§4.2): `<message from=archive to=requester><result queryid id>
+/// <forwarded><delay/>the archived stanza</forwarded></result></message>`; `None` when the
+/// stored stanza cannot be read back.
+pub fn result_message(item: &ArchivedItem, query_id: Option<&str>, archive: &Jid, to: &Jid) -> Option<Stanza> {
+    let archived = Element::parse(&item.value.data).ok()?;
+    let forwarded = Element::new("forwarded", NS_FORWARD)
+        .with_child(Element::new("delay", ns::DELAY).with_attr("stamp", datetime(item.when)))
+        .with_child(archived);
+    let mut result = Element::new("result", NS_MAM).with_attr("id", item.key.as_str()).with_child(forwarded);
+    if let Some(id) = query_id {
+        result.set_attr("queryid", id);
+    }
+    let mut message = Stanza::new(StanzaKind::Message, Element::new("message", NS_CLIENT).with_child(result));
+    message.set_from(archive);
+    message.set_to(to);
+    Some(message)
 }
 
 /// The `<fin/>` for a page.

@@ -8,13 +8,11 @@
 
 use super::Muc;
 use super::room::{Affiliation, HistoryItem, Room, RoomConfig};
-use crate::module_api::{
-    ArchiveQuery, ArchivedItem, Element, FullJid, Jid, Stanza, StanzaError, StanzaKind, datetime, ns,
-};
+use crate::module_api::{ArchiveQuery, Element, FullJid, Jid, Stanza, StanzaError, StanzaKind};
 use std::collections::VecDeque;
 
+use super::super::mam::query;
 pub use super::super::mam::query::NS_MAM;
-use super::super::mam::query::{self, NS_FORWARD};
 use super::room_iq::IqOutcome;
 
 impl Muc {
@@ -37,17 +35,20 @@ impl Muc {
         self.archive.commits().flush().await;
         let page = match self.archive.find(&node, &parsed.archive).await {
             Ok(page) => page,
-            Err(e) => return Err(mam_error(e)).into(),
+            Err(e) => return Err(super::super::mam::internal(e)).into(),
         };
         let count_query =
             ArchiveQuery { after: None, before: None, limit: None, reverse: false, ..parsed.archive.clone() };
         let count = match self.archive.count(&node, &count_query).await {
             Ok(count) => count,
-            Err(e) => return Err(mam_error(e)).into(),
+            Err(e) => return Err(super::super::mam::internal(e)).into(),
         };
-        let to = Jid::from(from.clone());
-        let out =
-            page.items.iter().filter_map(|item| result_message(room, item, parsed.query_id.as_deref(), &to)).collect();
+        let (archive, to) = (Jid::from(room.jid.clone()), Jid::from(from.clone()));
+        let out = page
+            .items
+            .iter()
+            .filter_map(|item| query::result_message(item, parsed.query_id.as_deref(), &archive, &to))
+            .collect();
         let first_last = page.items.first().zip(page.items.last()).map(|(f, l)| (f.key.as_str(), l.key.as_str()));
         IqOutcome { reply: Ok(Some(query::fin(first_last, count, page.complete))), out }
     }
@@ -73,30 +74,5 @@ impl Muc {
                 Some(HistoryItem::new(&room, &Stanza::new(StanzaKind::Message, el), item.when))
             })
             .collect()
-    }
-}
-
-fn result_message(room: &Room, item: &ArchivedItem, query_id: Option<&str>, to: &Jid) -> Option<Stanza> {
-    let archived = Element::parse(&item.value.data).ok()?;
-    let forwarded = Element::new("forwarded", NS_FORWARD)
-        .with_child(Element::new("delay", ns::DELAY).with_attr("stamp", datetime(item.when)))
-        .with_child(archived);
-    let mut result = Element::new("result", NS_MAM).with_attr("id", item.key.as_str()).with_child(forwarded);
-    if let Some(id) = query_id {
-        result.set_attr("queryid", id);
-    }
-    let el = Element::new("message", crate::module_api::NS_CLIENT).with_child(result);
-    let mut message = Stanza::new(StanzaKind::Message, el);
-    message.set_from(&Jid::from(room.jid.clone()));
-    message.set_to(to);
-    Some(message)
-}
-
-fn mam_error(e: crate::module_api::StorageError) -> StanzaError {
-    match e {
-        crate::module_api::StorageError::ItemNotFound(id) => {
-            StanzaError::item_not_found().with_text(format!("no archived message '{id}'"))
-        }
-        e => super::internal(e),
     }
 }

@@ -62,18 +62,19 @@ impl S2s {
         domains: &[String],
         certs: Arc<crate::stream::tls::CertStore>,
     ) -> anyhow::Result<S2s> {
+        let roots = tls::roots(&config.ca_files)?;
         let mut client_tls = HashMap::new();
         for domain in domains {
             let own = Some(certs.resolve_name(Some(domain)));
-            client_tls.insert(domain.clone(), tls::client_config(config.require_valid_certs, &config.ca_files, own)?);
+            client_tls.insert(domain.clone(), tls::client_config(config.require_valid_certs, &roots, own)?);
         }
         Ok(S2s {
             links: Mutex::new(HashMap::new()),
             secret: crate::module_api::random_id(32).into_bytes(),
             client_tls,
-            anonymous_tls: tls::client_config(config.require_valid_certs, &config.ca_files, None)?,
+            anonymous_tls: tls::client_config(config.require_valid_certs, &roots, None)?,
             acceptor: tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?),
-            peer_check: tls::PeerCheck::new(&config.ca_files)?,
+            peer_check: tls::PeerCheck::new(&roots)?,
             resolver: resolve::resolver(&config.dns_servers),
             authenticated_by_dialback: Default::default(),
             authenticated_by_certificate: Default::default(),

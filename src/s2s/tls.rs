@@ -28,8 +28,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The authorities trusted for peers: the system's and `ca_files`.
-fn roots(ca_files: &[PathBuf]) -> anyhow::Result<RootCertStore> {
+/// The authorities trusted for peers: the system's and `ca_files` (read once, at start-up).
+pub fn roots(ca_files: &[PathBuf]) -> anyhow::Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     if Path::new(SYSTEM_BUNDLE).exists() {
         add_pem(&mut roots, Path::new(SYSTEM_BUNDLE))?;
@@ -37,20 +37,20 @@ fn roots(ca_files: &[PathBuf]) -> anyhow::Result<RootCertStore> {
     for file in ca_files {
         add_pem(&mut roots, file)?;
     }
-    Ok(roots)
+    Ok(Arc::new(roots))
 }
 
 /// The configuration for outgoing TLS from one of our domains (`own`: its certificate).
 pub fn client_config(
     require_valid: bool,
-    ca_files: &[PathBuf],
+    roots: &Arc<RootCertStore>,
     own: Option<Arc<CertifiedKey>>,
 ) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = if require_valid {
-        builder.with_root_certificates(roots(ca_files)?)
+        builder.with_root_certificates(roots.clone())
     } else {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
     };
@@ -76,13 +76,12 @@ pub fn server_config(store: Arc<CertStore>) -> anyhow::Result<Arc<ServerConfig>>
 pub struct PeerCheck(Arc<WebPkiServerVerifier>);
 
 impl PeerCheck {
-    /// A checker trusting the system's authorities and `ca_files`; `None` when there are none.
-    pub fn new(ca_files: &[PathBuf]) -> anyhow::Result<Option<PeerCheck>> {
-        let roots = roots(ca_files)?;
+    /// A checker trusting `roots`; `None` when there are none.
+    pub fn new(roots: &Arc<RootCertStore>) -> anyhow::Result<Option<PeerCheck>> {
         if roots.is_empty() {
             return Ok(None);
         }
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build()?;
         Ok(Some(PeerCheck(verifier)))
     }
 
