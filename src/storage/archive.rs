@@ -33,6 +33,17 @@ pub struct NewItem {
     pub value: Value,
 }
 
+/// One row of a multi-row INSERT (see `Archive::insert_rows`): the item in `user`'s archive
+/// of `host` and `store`, with its payload or, for an item moved on in the same commit (see
+/// `storage::commit`), without it.
+pub(crate) struct ArchiveRow<'a> {
+    pub host: &'a str,
+    pub store: &'a str,
+    pub user: &'a str,
+    pub item: &'a NewItem,
+    pub payload: bool,
+}
+
 /// Where an appended item landed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ArchivedId {
@@ -156,24 +167,23 @@ impl Archive {
 
     /// Inserts items into their archives on `conn` with one statement, skipping those whose key
     /// is taken (see [`append_queued`](Self::append_queued)). Rows go in in the order given.
-    pub(crate) async fn insert_rows(
-        conn: &mut AnyConnection,
-        rows: &[(&Archive, &str, &NewItem)],
-    ) -> Result<(), StorageError> {
+    pub(crate) async fn insert_rows(conn: &mut AnyConnection, rows: &[ArchiveRow<'_>]) -> Result<(), StorageError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut sql =
             Sql::new("INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) VALUES ");
-        for (i, (archive, user, item)) in rows.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
+            let item = row.item;
             let key = match &item.key {
                 Some(key) => key.clone(),
                 None => random_key()?,
             };
+            let value = if row.payload { item.value.data.clone() } else { Vec::new() };
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.text(archive.host.as_str()).push(", ").text(*user).push(", ").text(archive.store.as_str());
+            sql.text(row.host).push(", ").text(row.user).push(", ").text(row.store);
             sql.push(", ").text(key).push(", ").int(item.when).push(", ").text(item.with.as_str());
-            sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(item.value.data.clone()).push(")");
+            sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(value).push(")");
         }
         sql.push(" ON CONFLICT (host, username, store, key) DO NOTHING");
         sql.build().execute(&mut *conn).await?;

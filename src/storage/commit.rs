@@ -22,7 +22,7 @@
 //! recovers. A single write that still fails after [`POISON_ATTEMPTS`] tries while the
 //! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
 
-use super::archive::{Archive, NewItem};
+use super::archive::{Archive, ArchiveRow, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
 use sqlx::AnyPool;
@@ -53,7 +53,13 @@ pub(crate) enum Write {
 impl Write {
     async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StorageError> {
         match self {
-            Write::Append { archive, user, item } => Archive::insert_rows(conn, &[(archive, user, item)]).await,
+            Write::Append { archive, user, item } => {
+                Archive::insert_rows(
+                    conn,
+                    &[ArchiveRow { host: archive.host(), store: archive.store(), user, item, payload: true }],
+                )
+                .await
+            }
             Write::Delete { archive, user, keys } => archive.delete_keys_on(conn, user, keys).await.map(drop),
             Write::Move { archive, user, keys, to } => archive.move_keys_on(conn, user, keys, to).await,
         }
@@ -220,26 +226,51 @@ const ROWS_PER_INSERT: usize = 32;
 /// statement, then its deletions in queue order, then its moves, one statement per archive,
 /// account and destination. Deletions and moves only ever concern keys appended earlier, so
 /// this gives what queue order gives, with far fewer statements.
+///
+/// An item appended and moved on in the same batch (a message put into the inbox and handed to
+/// its recipient's client before the commit came round) is written once, straight into the
+/// destination store without its payload: what the append and the move would leave. The
+/// move's statements still run for its keys, so that an older item with the same key is moved
+/// as before; the direct row then finds it there and adds nothing.
 async fn commit_batch(pool: &AnyPool, writes: &[&Write]) -> Result<(), StorageError> {
     let mut tx = pool.begin().await?;
-    let appends: Vec<(&Archive, &str, &NewItem)> = writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::Append { archive, user, item } => Some((archive, user.as_str(), item)),
-            _ => None,
-        })
-        .collect();
-    for rows in appends.chunks(ROWS_PER_INSERT) {
+    let moves = grouped_moves(writes);
+    let moved_on = moved_keys(&moves);
+    let (mut kept, mut landed) = (Vec::new(), Vec::new());
+    for write in writes {
+        let Write::Append { archive, user, item } = write else { continue };
+        let (host, store, user) = (archive.host(), archive.store(), user.as_str());
+        let destination = item.key.as_deref().and_then(|key| moved_on.get(&(host, store, user, key)));
+        match destination {
+            Some(to) => landed.push(ArchiveRow { host, store: to, user, item, payload: false }),
+            None => kept.push(ArchiveRow { host, store, user, item, payload: true }),
+        }
+    }
+    for rows in kept.chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, rows).await?;
     }
     for write in writes.iter().filter(|w| matches!(w, Write::Delete { .. })) {
         write.apply(&mut tx).await?;
     }
-    for ((archive, user, to), keys) in grouped_moves(writes) {
-        archive.move_keys_on(&mut tx, user, &keys, to).await?;
+    for ((archive, user, to), keys) in &moves {
+        archive.move_keys_on(&mut tx, user, keys, to).await?;
+    }
+    for rows in landed.chunks(ROWS_PER_INSERT) {
+        Archive::insert_rows(&mut tx, rows).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The moved keys of a batch: (host, store, account, key) to the destination store.
+fn moved_keys<'a>(moves: &'a [(MoveGroup<'a>, Vec<String>)]) -> HashMap<(&'a str, &'a str, &'a str, &'a str), &'a str> {
+    let mut moved = HashMap::new();
+    for ((archive, user, to), keys) in moves {
+        for key in keys {
+            moved.insert((archive.host(), archive.store(), *user, key.as_str()), *to);
+        }
+    }
+    moved
 }
 
 /// Moves of one archive and account to one destination store: (archive, account, store).
