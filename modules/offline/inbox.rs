@@ -26,6 +26,10 @@ pub(super) struct Inbox {
     server: ServerHandle,
     /// One lock per account with a message or catch-up in progress.
     locks: Mutex<HashMap<String, Weak<AccountLock>>>,
+    /// Messages held for accounts with no client online, counted once from storage and then
+    /// kept up to date here, so that the quota check is not a count per message. An entry
+    /// goes when a client of the account comes or takes messages, and at every expiry run.
+    held: Mutex<HashMap<String, usize>>,
     /// Where the domain's key secret is kept, and the secret once loaded.
     secrets: KeyVal,
     secret: tokio::sync::OnceCell<Vec<u8>>,
@@ -53,6 +57,7 @@ impl Inbox {
             dedup_check_after_start,
             server,
             locks: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             secrets,
             secret: tokio::sync::OnceCell::new(),
         }
@@ -152,17 +157,43 @@ impl Inbox {
         account: &BareJid,
         to: &Jid,
     ) -> Result<(), StanzaError> {
-        if !self.online(account, to) {
-            let held = self.stored.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
-            if held >= self.max {
-                return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
-            }
+        let offline = !self.online(account, to);
+        if offline && self.held(user).await? >= self.max {
+            return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
         }
         let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
         let item =
             NewItem { key: Some(key), when: now_micros(), with, value: Value::xml(stanza.to_element().to_bytes("")) };
         self.stored.append_queued(user, item).await;
+        if offline && let Some(held) = self.held_counts().get_mut(user) {
+            *held += 1;
+        }
         Ok(())
+    }
+
+    /// How many messages `user`'s inbox holds (called under the account's lock).
+    async fn held(&self, user: &str) -> Result<usize, StanzaError> {
+        if let Some(held) = self.held_counts().get(user) {
+            return Ok(*held);
+        }
+        // The count must include what is still queued.
+        self.stored.commits().flush().await;
+        let held = self.stored.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
+        self.held_counts().insert(user.to_owned(), held);
+        Ok(held)
+    }
+
+    fn held_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the held count of `user`, or of every account (`None`): counted again when
+    /// next needed.
+    pub(super) fn recount(&self, user: Option<&str>) {
+        match user {
+            Some(user) => drop(self.held_counts().remove(user)),
+            None => self.held_counts().clear(),
+        }
     }
 
     async fn already_stored(&self, user: &str, key: &str) -> Result<bool, StanzaError> {
@@ -216,6 +247,9 @@ impl Inbox {
         let lock = self.lock_for(user);
         let _guard = lock.lock().await;
         self.stored.append_queued(user, NewItem { key: Some(key.to_owned()), when: now_micros(), with, value }).await;
+        if let Some(held) = self.held_counts().get_mut(user) {
+            *held += 1;
+        }
         for session in self.server.sessions_of(account) {
             if session.takes_live_messages() && session.priority() >= 0 {
                 let mut copy = stanza.clone();
@@ -230,6 +264,7 @@ impl Inbox {
         let account = session.jid.to_bare();
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
         let keys: Vec<String> = messages.iter().filter_map(|m| stored_key(m, &account)).collect();
+        self.recount(Some(user));
         if !keys.is_empty() {
             self.stored.move_queued(user, keys, DELIVERED).await;
         }
@@ -240,6 +275,7 @@ impl Inbox {
         let Some(user) = session.jid.node().map(|n| n.as_str().to_owned()) else { return };
         let lock = self.lock_for(&user);
         let _guard = lock.lock().await;
+        self.recount(Some(&user));
         if session.priority() >= 0 {
             // What was queued before the lock was taken must be readable.
             self.stored.commits().flush().await;

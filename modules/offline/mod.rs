@@ -183,6 +183,7 @@ impl Offline {
     async fn expire(&self, now: i64) {
         expire_archive(self.inbox.stored(), now, self.retention).await;
         expire_archive(self.inbox.records(), now, self.dedup_window).await;
+        self.inbox.recount(None);
     }
 }
 
