@@ -9,12 +9,19 @@
 # management, offline storage, the archive off or on per scenario, a multi-user chat service
 # on conference.localhost taking rooms of at least 1024 occupants, no rate limits or shapers.
 #
-# Scenarios (starling-bench chat, PAIRS pairs, MESSAGES messages per sender):
-#   chat          window 10, no stream management: delivered messages per second;
+# Scenarios (each ends with one JSON line from starling-bench):
+#   echo          no XMPP server: a trivial TLS echo (starling-bench echo-server, the same
+#                 certificate) driven with the chat messages, PAIRS connections: the ceiling;
+#   login         LOGIN_SESSIONS accounts registered, then logged in (TLS, SCRAM, bind,
+#                 presence, 50 at a time) and left idle 10 s: logins per second and the
+#                 server's resident memory per idle session;
+#   chat          PAIRS pairs, MESSAGES messages per sender, window 10, no stream management:
+#                 delivered messages per second;
+#   chat-half     Starling only: chat paced at half of the rate the same server reached in
+#                 this repeat's chat run: latency at a moderate load;
 #   chat-sm       stream management, an ack request after every message: also the time from
 #                 send to ack (on Starling that ack means "committed to storage");
-#   chat-archive  as chat-sm with the archive on for every message.
-# and (starling-bench muc):
+#   chat-archive  as chat-sm with the archive on for every message;
 #   muc           OCCUPANTS occupants enter one room, 32 entries at a time (join time), then
 #                 SENDERS of them send MUC_MESSAGES groupchat messages each, window 10:
 #                 deliveries per second and delivery latency. The room archive is off
@@ -22,27 +29,39 @@
 #                 option; Starling archives rooms by default, so on Starling the creator
 #                 submits muc#roomconfig_enablearchiving=0 (ejabberd refuses unknown fields,
 #                 and its muc#roomconfig_enablelogging needs mod_muc_log, so the others get
-#                 the plain instant-room form).
+#                 the plain instant-room form);
+#   offline       OFFLINE_USERS offline accounts get OFFLINE_MESSAGES messages each (senders
+#                 with stream management, window 50, ack every 10), then log in: time to store,
+#                 time to drain at login.
 #
-# Writes every JSON result line to $OUT/results.jsonl and prints a Markdown table of medians
-# (min-max) with the Starling/Prosody and Starling/ejabberd ratios.
-#   usage: bench/compare.sh [--pairs N] [--messages N] [--occupants N] [--senders N]
-#                           [--muc-messages N] [--repeats N] [--servers "a b"] [--scenarios "a b"]
+# Writes every JSON result line to $OUT/results.jsonl, prints Markdown tables of medians
+# (min-max) with the Starling/Prosody and Starling/ejabberd ratios and, with --write, puts
+# them with the run's setup into BENCHMARKS.md between its "compare.sh" markers.
+#   usage: bench/compare.sh [--pairs N] [--messages N] [--login-sessions N] [--occupants N]
+#                           [--senders N] [--muc-messages N] [--offline-users N]
+#                           [--offline-messages N] [--repeats N] [--servers "a b"]
+#                           [--scenarios "a b"] [--write]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
-occupants=1024 senders=4 muc_messages=100
-scenarios="chat chat-sm chat-archive muc"
+occupants=1024 senders=4 muc_messages=100 login_sessions=5000 offline_users=10 offline_messages=1000
+scenarios="echo login chat chat-half chat-sm chat-archive muc offline"
+write=false
+command_line="bench/compare.sh $*"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pairs) pairs="$2"; shift 2 ;;
     --messages) messages="$2"; shift 2 ;;
+    --login-sessions) login_sessions="$2"; shift 2 ;;
     --occupants) occupants="$2"; shift 2 ;;
     --senders) senders="$2"; shift 2 ;;
     --muc-messages) muc_messages="$2"; shift 2 ;;
+    --offline-users) offline_users="$2"; shift 2 ;;
+    --offline-messages) offline_messages="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
+    --write) write=true; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -62,12 +81,12 @@ install_packages() {
   command -v prosody > /dev/null || missing+=(prosody)
   command -v ejabberdctl > /dev/null || missing+=(ejabberd)
   [[ ${#missing[@]} -eq 0 ]] && return
-  # Packages only: the system services stay stopped (policy-rc.d 101).
-  local policy=/usr/sbin/policy-rc.d restore=""
-  [[ -e $policy ]] && restore=$(cat "$policy")
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+  # Packages only: the system services stay stopped (a policy-rc.d refusing them, if the
+  # machine has none of its own).
+  local policy=/usr/sbin/policy-rc.d blocker=false
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; blocker=true; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" > "$OUT/apt.log" 2>&1
-  if [[ -n $restore ]]; then printf '%s\n' "$restore" > "$policy"; else rm -f "$policy"; fi
+  if $blocker; then rm -f "$policy"; fi
 }
 install_packages
 
@@ -143,6 +162,7 @@ c2s_direct_tls_ports = { }
 modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "smacks", "offline", "mam", "carbons" }
 modules_disabled = { "s2s" }
 authentication = "internal_hashed"
+default_iteration_count = 4096
 c2s_require_encryption = true
 allow_registration = true
 default_archive_policy = $policy
@@ -240,8 +260,42 @@ stop_server() {
 }
 trap 'stop_server ejabberd' EXIT
 
+# The process whose memory counts: the started one or its largest descendant (ejabberd runs
+# in a beam.smp below its control script).
+largest_process() {
+  local all=("$pid") queue=("$pid") next
+  while [[ ${#queue[@]} -gt 0 ]]; do
+    next=$(pgrep -P "${queue[0]}" || true); queue=("${queue[@]:1}")
+    for child in $next; do all+=("$child"); queue+=("$child"); done
+  done
+  for p in "${all[@]}"; do echo "$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2> /dev/null || echo 0) $p"; done \
+    | sort -n | tail -1 | cut -d' ' -f2
+}
+
+declare -A chat_rate=()
+record() { # server scenario repeat json-line
+  echo "{\"server\":\"$1\",\"scenario\":\"$2\",\"repeat\":$3,\"result\":$4}" | tee -a "$results"
+}
+
+run_echo() { # repeat
+  taskset -c 0 "$bin/starling-bench" echo-server --listen "127.0.0.1:$PORT" --cert "$work/cert.pem" \
+    --key "$work/key.pem" > "$work/echo.out" 2>&1 &
+  pid=$!
+  wait_for_port
+  local line
+  line=$(taskset -c 1 "$bin/starling-bench" echo --server "127.0.0.1:$PORT" --connections "$pairs" \
+    --messages "$messages" --window 10 2> "$work/bench.err" || true)
+  [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
+  record echo echo "$1" "$line"
+  stop_server echo
+}
+
 run_one() { # server scenario repeat
   local server="$1" scenario="$2" repeat="$3" args=()
+  if [[ "$scenario" == chat-half ]]; then
+    # Only Starling, and only once its chat rate of this repeat is known.
+    [[ "$server" == starling* && -n "${chat_rate[$server]:-}" ]] || return 0
+  fi
   case "$server" in
     starling) start_starling "$scenario" sqlite ;;
     starling-pg) start_starling "$scenario" pg ;;
@@ -250,22 +304,34 @@ run_one() { # server scenario repeat
   esac
   wait_for_port
   case "$scenario" in
+    login) args=(login --sessions "$login_sessions" --idle 10 --server-pid "$(largest_process)") ;;
     chat) args=(chat --pairs "$pairs" --messages "$messages" --window 10) ;;
+    chat-half) args=(chat --pairs "$pairs" --messages "$messages" --window 10
+                     --rate "$(python3 -c "print(round(${chat_rate[$server]} / 2 / $pairs, 1))")") ;;
     chat-sm | chat-archive) args=(chat --pairs "$pairs" --messages "$messages" --window 10 --ack-every 1) ;;
     muc) args=(muc --occupants "$occupants" --senders "$senders" --messages "$muc_messages" --window 10
                --join-concurrency 32) ;;
+    offline) args=(offline --users "$offline_users" --messages "$offline_messages" --window 50 --ack-every 10) ;;
   esac
   [[ "$scenario" == muc && "$server" == starling* ]] && args+=(--room-config "muc#roomconfig_enablearchiving=0")
-  local line
+  local line concurrency=20
+  [[ "$scenario" == login ]] && concurrency=50
   line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
-    --concurrency 20 --deadline 240 "${args[@]:1}" 2> "$work/bench.err" || true)
+    --concurrency "$concurrency" "${args[@]:1}" $( [[ "$scenario" == login ]] || echo --deadline 240 ) \
+    2> "$work/bench.err" || true)
   [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
-  echo "{\"server\":\"$server\",\"scenario\":\"$scenario\",\"repeat\":$repeat,\"result\":$line}" | tee -a "$results"
+  if [[ "$scenario" == chat ]]; then
+    chat_rate[$server]=$(python3 -c "import json,sys; print(json.loads(sys.argv[1]).get('delivered_per_sec', ''))" "$line")
+  fi
+  record "$server" "$scenario" "$repeat" "$line"
   stop_server "$server"
 }
 
+started=$(date -u '+%Y-%m-%d %H:%M')
 for repeat in $(seq 1 "$repeats"); do
+  chat_rate=()
   for scenario in $scenarios; do
+    if [[ "$scenario" == echo ]]; then run_echo "$repeat"; continue; fi
     # Alternate the order of servers between repeats.
     order=$servers
     (( repeat % 2 == 0 )) && order=$(echo "$servers" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -274,6 +340,17 @@ for repeat in $(seq 1 "$repeats"); do
     done
   done
 done
+finished=$(date -u '+%H:%M')
 
-python3 bench/summarize.py "$results" "$pairs" "$messages"
+python3 bench/summarize.py "$results" > "$OUT/tables.md"
+cat "$OUT/tables.md"
+if $write; then
+  versions="Prosody $(dpkg-query -W -f '${Version}' prosody 2> /dev/null || echo '?'), ejabberd \
+$(dpkg-query -W -f '${Version}' ejabberd 2> /dev/null || echo '?'), Starling $(git rev-parse --short HEAD)"
+  machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+  python3 bench/write_benchmarks.py BENCHMARKS.md "$OUT/tables.md" "$command_line" "$started-$finished UTC" \
+    "$versions" "$machine"
+  echo "BENCHMARKS.md updated"
+fi
 echo "results: $results"

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Turns bench/compare.sh's results.jsonl into Markdown tables: per chat scenario and server the
-median (min-max) of delivered messages per second, delivery and ack latency p50/p99, losses;
-for the muc scenario the join time, deliveries per second, delivery latency p50/p99 and
-losses; and the ratios of Starling (SQLite) to Prosody and to ejabberd.
+"""Turns bench/compare.sh's results.jsonl into Markdown tables, one per kind of scenario, each
+cell the median (min-max) over the repeats, then the ratios of Starling (SQLite) to Prosody
+and to ejabberd, and Starling's figures against its own targets (the TLS echo ceiling, its
+rate without storage).
 
-    summarize.py RESULTS.jsonl PAIRS MESSAGES
+    summarize.py RESULTS.jsonl
 """
 import json
 import statistics
 import sys
 
+SERVERS = ["starling", "starling-pg", "prosody", "ejabberd"]
+NAMES = {"starling": "Starling (SQLite)", "starling-pg": "Starling (PostgreSQL)", "prosody": "Prosody",
+         "ejabberd": "ejabberd", "echo": "TLS echo"}
+CHATS = ["chat", "chat-half", "chat-sm", "chat-archive"]
 
-def spread(values, fmt="{:.0f}"):
+
+def spread(values, fmt="{:,.0f}"):
     if not values:
         return "-"
     med = statistics.median(values)
@@ -20,95 +25,194 @@ def spread(values, fmt="{:.0f}"):
     return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def main():
-    path, pairs, messages = sys.argv[1], sys.argv[2], sys.argv[3]
+def ms(values):
+    return spread(values, "{:,.1f}")
+
+
+def load(path):
     runs = {}
     for line in open(path):
         line = line.strip()
-        if not line:
+        if line:
+            row = json.loads(line)
+            runs.setdefault((row["scenario"], row["server"]), []).append(row["result"])
+    return runs
+
+
+def ok_results(runs, scenario, server, key):
+    """The results of runs that produced `key`, or None after printing nothing if none ran."""
+    return [r for r in runs.get((scenario, server), []) if key in r]
+
+
+def failure(runs, scenario, server):
+    results = runs.get((scenario, server), [])
+    return f"failed: {results[0].get('error', '?')[:60]}" if results else None
+
+
+def pick(results, key, q=None):
+    return [r[key][q] if q else r[key] for r in results if r.get(key) is not None]
+
+
+def echo_table(runs, medians):
+    results = ok_results(runs, "echo", "echo", "delivered_per_sec")
+    if not results:
+        return
+    r = results[0]
+    print(f"### TLS echo (the ceiling)\n\n{r['connections']} connections, {r['messages_per_connection']} "
+          f"messages each, window {r['window']}\n")
+    print("| | messages/s | latency p50 / p99 ms | load generator CPU s |")
+    print("|---|---|---|---|")
+    rate = pick(results, "delivered_per_sec")
+    medians[("echo", "echo")] = statistics.median(rate)
+    print(f"| TLS echo | {spread(rate)} | {ms(pick(results, 'delivery_ms', 'p50'))} / "
+          f"{ms(pick(results, 'delivery_ms', 'p99'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |\n")
+
+
+def login_table(runs, medians):
+    rows = [(s, ok_results(runs, "login", s, "logins_per_sec")) for s in SERVERS if runs.get(("login", s))]
+    if not rows:
+        return
+    first = next((r[0] for _, r in rows if r), None)
+    if first:
+        print(f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS + "
+              f"{first['mechanism']} + bind + presence, then 10 s idle\n")
+    print("| server | logins/s | KiB per idle session | established / failed | load generator CPU s |")
+    print("|---|---|---|---|---|")
+    for server, results in rows:
+        if not results:
+            print(f"| {NAMES[server]} | {failure(runs, 'login', server)} | | | |")
             continue
-        row = json.loads(line)
-        runs.setdefault((row["scenario"], row["server"]), []).append(row["result"])
-    order = ["chat", "chat-sm", "chat-archive", "muc"]
-    scenarios = sorted({s for s, _ in runs}, key=lambda s: order.index(s) if s in order else len(order))
-    chats = [s for s in scenarios if s != "muc"]
-    servers = ["starling", "starling-pg", "prosody", "ejabberd"]
-    medians = {}
-    if chats:
-        chat_table(runs, chats, servers, pairs, messages, medians)
-    if "muc" in scenarios:
-        muc_table(runs, servers, medians)
-    print("| scenario | Starling/Prosody | Starling/ejabberd |")
-    print("|---|---|---|")
-    rows = scenarios + (["muc join"] if "muc" in scenarios else [])
-    for scenario in rows:
-        mine = medians.get((scenario, "starling"))
-        cells = []
-        for other in ("prosody", "ejabberd"):
-            theirs = medians.get((scenario, other))
-            cells.append(f"{mine / theirs:.1f}x" if mine and theirs else "-")
-        print(f"| {scenario} | {cells[0]} | {cells[1]} |")
-    if "muc" in scenarios:
-        print("\n(muc: ratio of deliveries per second; muc join: of join speed, the inverse of join time)")
+        rate, kib = pick(results, "logins_per_sec"), pick(results, "kib_per_session")
+        medians[("login", server)] = statistics.median(rate)
+        if kib:
+            medians[("memory", server)] = statistics.median(kib)
+        est = f"{min(pick(results, 'established'))} / {max(pick(results, 'failed'))}"
+        print(f"| {NAMES[server]} | {spread(rate)} | {spread(kib, '{:.1f}')} | {est} | "
+              f"{spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |")
+    print()
 
 
-def lat(results, key, q):
-    return [r[key][q] for r in results if r.get(key)]
-
-
-def chat_table(runs, scenarios, servers, pairs, messages, medians):
-    print(f"{pairs} pairs, {messages} messages per sender; median (min-max) over repeats\n")
+def chat_table(runs, medians):
+    present = [c for c in CHATS if any(runs.get((c, s)) for s in SERVERS)]
+    if not present:
+        return
+    first = next(r for c in present for s in SERVERS for r in runs.get((c, s), []) if "pairs" in r)
+    print(f"### One-to-one chat\n\n{first['pairs']} pairs, {first['messages_per_sender']} messages per "
+          f"sender, window {first['window']}\n")
     print("| scenario | server | delivered msg/s | delivery p50 / p99 ms | ack p50 / p99 ms | lost | dup |")
     print("|---|---|---|---|---|---|---|")
-    for scenario in scenarios:
-        for server in servers:
-            results = runs.get((scenario, server))
+    for scenario in present:
+        for server in SERVERS:
+            if not runs.get((scenario, server)):
+                continue
+            results = ok_results(runs, scenario, server, "delivered_per_sec")
             if not results:
+                print(f"| {scenario} | {NAMES[server]} | {failure(runs, scenario, server)} | | | | |")
                 continue
-            ok = [r for r in results if "delivered_per_sec" in r]
-            if not ok:
-                print(f"| {scenario} | {server} | failed: {results[0].get('error', '?')[:60]} | | | | |")
-                continue
-            rate = [r["delivered_per_sec"] for r in ok]
+            rate = pick(results, "delivered_per_sec")
             medians[(scenario, server)] = statistics.median(rate)
-            delivery = f"{spread(lat(ok, 'delivery_ms', 'p50'), '{:.1f}')} / {spread(lat(ok, 'delivery_ms', 'p99'), '{:.1f}')}"
-            acks = (f"{spread(lat(ok, 'ack_ms', 'p50'), '{:.1f}')} / {spread(lat(ok, 'ack_ms', 'p99'), '{:.1f}')}"
-                    if lat(ok, "ack_ms", "p50") else "-")
-            lost = max(r["lost"] for r in ok)
-            dup = max(r["duplicated"] for r in ok)
-            print(f"| {scenario} | {server} | {spread(rate)} | {delivery} | {acks} | {lost} | {dup} |")
+            acks = (f"{ms(pick(results, 'ack_ms', 'p50'))} / {ms(pick(results, 'ack_ms', 'p99'))}"
+                    if pick(results, "ack_ms") else "-")
+            print(f"| {scenario} | {NAMES[server]} | {spread(rate)} | {ms(pick(results, 'delivery_ms', 'p50'))} / "
+                  f"{ms(pick(results, 'delivery_ms', 'p99'))} | {acks} | {max(pick(results, 'lost'))} | "
+                  f"{max(pick(results, 'duplicated'))} |")
     print()
 
 
-def muc_table(runs, servers, medians):
-    results = [r for server in servers for r in runs.get(("muc", server), []) if "deliveries_per_s" in r]
-    if results:
-        r = results[0]
-        print(f"muc: {r['occupants']} occupants ({r['join']} entries, {r['join_concurrency']} at a time), "
-              f"{r['senders']} senders x {r['messages_per_sender']} messages, window {r['window']}; "
-              "median (min-max) over repeats\n")
-    print("| server | join ms | deliveries/s | msg/s | latency p50 / p99 ms | lost | dup | bench CPU s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for server in servers:
-        results = runs.get(("muc", server))
+def muc_table(runs, medians):
+    rows = [(s, ok_results(runs, "muc", s, "deliveries_per_s")) for s in SERVERS if runs.get(("muc", s))]
+    if not rows:
+        return
+    first = next((r[0] for _, r in rows if r), None)
+    if first:
+        print(f"### Group chat\n\n{first['occupants']} occupants in one room ({first['join_concurrency']} "
+              f"entries at a time), {first['senders']} senders x {first['messages_per_sender']} messages, "
+              f"window {first['window']}\n")
+    print("| server | join ms | deliveries/s | latency p50 / p99 ms | lost | dup | load generator CPU s |")
+    print("|---|---|---|---|---|---|---|")
+    for server, results in rows:
         if not results:
+            print(f"| {NAMES[server]} | {failure(runs, 'muc', server)} | | | | | |")
             continue
-        ok = [r for r in results if "deliveries_per_s" in r]
-        if not ok:
-            print(f"| {server} | failed: {results[0].get('error', '?')[:60]} | | | | | | |")
-            continue
-        rate = [r["deliveries_per_s"] for r in ok]
+        rate, join = pick(results, "deliveries_per_s"), pick(results, "join_ms")
         medians[("muc", server)] = statistics.median(rate)
-        join_ms = [r["join_ms"] for r in ok]
-        medians[("muc join", server)] = 1 / statistics.median(join_ms) if statistics.median(join_ms) > 0 else None
-        join = spread(join_ms)
-        msgs = spread([r["messages_per_s"] for r in ok])
-        latency = f"{spread(lat(ok, 'latency_ms', 'p50'), '{:.1f}')} / {spread(lat(ok, 'latency_ms', 'p99'), '{:.1f}')}"
-        lost = max(r["lost"] for r in ok)
-        dup = max(r["duplicated"] for r in ok)
-        cpu = spread([r["bench_cpu_s"] for r in ok], "{:.2f}")
-        print(f"| {server} | {join} | {spread(rate)} | {msgs} | {latency} | {lost} | {dup} | {cpu} |")
+        medians[("muc join", server)] = 1 / max(statistics.median(join), 1e-9)
+        print(f"| {NAMES[server]} | {spread(join)} | {spread(rate)} | {ms(pick(results, 'latency_ms', 'p50'))} / "
+              f"{ms(pick(results, 'latency_ms', 'p99'))} | {max(pick(results, 'lost'))} | "
+              f"{max(pick(results, 'duplicated'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |")
     print()
+
+
+def offline_table(runs, medians):
+    rows = [(s, ok_results(runs, "offline", s, "drained_per_sec")) for s in SERVERS if runs.get(("offline", s))]
+    if not rows:
+        return
+    first = next((r[0] for _, r in rows if r), None)
+    if first:
+        print(f"### Offline messages\n\n{first['users']} offline accounts x {first['messages_per_user']} "
+              f"messages (senders: stream management, window {first['window']}, ack every "
+              f"{first['ack_every']}), then the accounts log in\n")
+    print("| server | stored msg/s | drain s | drained msg/s | lost | dup |")
+    print("|---|---|---|---|---|---|")
+    for server, results in rows:
+        if not results:
+            print(f"| {NAMES[server]} | {failure(runs, 'offline', server)} | | | | |")
+            continue
+        drained = pick(results, "drained_per_sec")
+        medians[("offline drain", server)] = statistics.median(drained)
+        medians[("offline store", server)] = statistics.median(pick(results, "stored_per_sec"))
+        print(f"| {NAMES[server]} | {spread(pick(results, 'stored_per_sec'))} | "
+              f"{spread(pick(results, 'drain_seconds'), '{:.2f}')} | {spread(drained)} | "
+              f"{max(pick(results, 'lost'))} | {max(pick(results, 'duplicated'))} |")
+    print()
+
+
+def ratios(medians):
+    rows = [("login", "logins per second"), ("memory", "memory per idle session (theirs / ours)"),
+            ("chat", "chat"), ("chat-sm", "chat-sm (durable on Starling)"), ("chat-archive", "chat-archive"),
+            ("muc", "muc deliveries per second"), ("muc join", "muc join speed"),
+            ("offline store", "offline: messages stored per second"),
+            ("offline drain", "offline: messages drained per second at login")]
+    print("### Ratios (medians, Starling on SQLite)\n")
+    print("| | Starling/Prosody | Starling/ejabberd |")
+    print("|---|---|---|")
+    for key, label in rows:
+        mine = medians.get((key, "starling"))
+        if mine is None:
+            continue
+        cells = []
+        for other in ("prosody", "ejabberd"):
+            theirs = medians.get((key, other))
+            if not (mine and theirs):
+                cells.append("-")
+            elif key == "memory":
+                cells.append(f"{theirs / mine:.1f}x smaller")
+            else:
+                cells.append(f"{mine / theirs:.1f}x")
+        print(f"| {label} | {cells[0]} | {cells[1]} |")
+    print()
+    own = []
+    echo = medians.get(("echo", "echo"))
+    for server in ("starling", "starling-pg"):
+        chat = medians.get(("chat", server))
+        if chat and echo:
+            own.append(f"- {NAMES[server]} chat is {chat / echo:.2f} of the TLS echo ceiling.")
+        if chat and medians.get(("chat-sm", server)):
+            own.append(f"- {NAMES[server]} durable chat (chat-sm) is {medians[('chat-sm', server)] / chat:.2f} "
+                       "of its chat rate.")
+    if own:
+        print("\n".join(own) + "\n")
+
+
+def main():
+    runs = load(sys.argv[1])
+    medians = {}
+    echo_table(runs, medians)
+    login_table(runs, medians)
+    chat_table(runs, medians)
+    muc_table(runs, medians)
+    offline_table(runs, medians)
+    ratios(medians)
 
 
 if __name__ == "__main__":

@@ -44,17 +44,17 @@ pub struct ChatPlan {
 
 /// Latencies in microseconds, and counts.
 #[derive(Default)]
-struct Tally {
-    delivery_us: Vec<u32>,
-    ack_us: Vec<u32>,
-    delivered: usize,
-    bounced: usize,
-    duplicated: usize,
-    reordered: usize,
+pub(crate) struct Tally {
+    pub(crate) delivery_us: Vec<u32>,
+    pub(crate) ack_us: Vec<u32>,
+    pub(crate) delivered: usize,
+    pub(crate) bounced: usize,
+    pub(crate) duplicated: usize,
+    pub(crate) reordered: usize,
 }
 
 /// What a sender and its receiver share.
-struct Pair {
+pub(crate) struct Pair {
     /// Places in the sender's window.
     window: Semaphore,
     /// Messages that bounced back to the sender.
@@ -63,6 +63,22 @@ struct Pair {
     bounce: Notify,
     /// Wakes the sender's reader when the receiver stopped.
     received: Notify,
+}
+
+impl Pair {
+    pub(crate) fn new(window: usize) -> Arc<Pair> {
+        Arc::new(Pair {
+            window: Semaphore::new(window),
+            bounced: AtomicUsize::new(0),
+            bounce: Notify::new(),
+            received: Notify::new(),
+        })
+    }
+
+    /// Lets the sender stop once its messages are acknowledged, without waiting for a receiver.
+    pub(crate) fn without_receiver(&self) {
+        self.received.notify_one();
+    }
 }
 
 /// Runs the scenario with accounts `<prefix><2i>` on `from` (senders) and `<prefix><2i+1>` on
@@ -89,12 +105,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
     let cpu_before = crate::own_cpu_seconds();
     let mut tasks = Vec::new();
     for (i, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
-        let pair = Arc::new(Pair {
-            window: Semaphore::new(plan.window),
-            bounced: AtomicUsize::new(0),
-            bounce: Notify::new(),
-            received: Notify::new(),
-        });
+        let pair = Pair::new(plan.window);
         let addressee = format!("{prefix}{}@{}", 2 * i + 1, to.domain);
         tasks.push(tokio::spawn(receive(receiver, plan.clone(), base, pair.clone(), tally.clone())));
         tasks.push(tokio::spawn(send(sender, addressee, plan.clone(), base, pair, tally.clone())));
@@ -129,7 +140,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
 }
 
 /// When every side of the run stops.
-fn deadline(base: Instant, plan: &ChatPlan) -> tokio::time::Instant {
+pub(crate) fn deadline(base: Instant, plan: &ChatPlan) -> tokio::time::Instant {
     tokio::time::Instant::from_std(base + plan.deadline)
 }
 
@@ -161,7 +172,14 @@ async fn enable_sm(session: &mut Session) -> Result<(), String> {
 }
 
 /// Writes the messages; a reader counts the acknowledgements (stream management) and bounces.
-async fn send(session: Session, to: String, plan: ChatPlan, base: Instant, pair: Arc<Pair>, tally: Arc<Mutex<Tally>>) {
+pub(crate) async fn send(
+    session: Session,
+    to: String,
+    plan: ChatPlan,
+    base: Instant,
+    pair: Arc<Pair>,
+    tally: Arc<Mutex<Tally>>,
+) {
     let (reader, mut writer) = session.split();
     let sent_at = Arc::new(Mutex::new(VecDeque::with_capacity(plan.window)));
     let replies = tokio::spawn(read_replies(reader, sent_at.clone(), base, pair.clone(), tally, plan.clone()));
@@ -251,7 +269,13 @@ async fn read_replies(
 }
 
 /// Reads the messages, checking order and duplicates and measuring latency.
-async fn receive(mut session: Session, plan: ChatPlan, base: Instant, pair: Arc<Pair>, tally: Arc<Mutex<Tally>>) {
+pub(crate) async fn receive(
+    mut session: Session,
+    plan: ChatPlan,
+    base: Instant,
+    pair: Arc<Pair>,
+    tally: Arc<Mutex<Tally>>,
+) {
     let (mut handled, mut next, mut delivered, mut duplicated, mut reordered) = (0u32, 0usize, 0, 0, 0);
     let mut seen = vec![false; plan.messages];
     let mut latencies = Vec::with_capacity(plan.messages);

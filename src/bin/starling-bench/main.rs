@@ -12,10 +12,18 @@
 //!
 //! `muc`: see [`muc`]: M occupants enter one room (join time), then S of them send groupchat
 //! messages; deliveries per second, delivery latency, lost and duplicated counts.
+//!
+//! `offline`: see [`offline`]: K messages wait for each of U offline accounts, which then log
+//! in; the time to store them and the time to drain them at login, lost and duplicated counts.
+//!
+//! `echo-server` and `echo`: see [`echo`]: a trivial TLS echo driven with the `chat`
+//! scenario's messages, the ceiling for one-to-one chat on the same machine.
 
 mod chat;
 mod client;
+mod echo;
 mod muc;
+mod offline;
 mod scram;
 
 use clap::{Parser, Subcommand};
@@ -148,6 +156,62 @@ enum Scenario {
         #[arg(long, value_delimiter = ',')]
         room_config: Vec<String>,
         /// Give up on the messages after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        deadline: u64,
+    },
+    /// K messages for each of U offline accounts: time to store them, time to drain them at login.
+    Offline {
+        #[command(flatten)]
+        common: Common,
+        /// Offline accounts (odd accounts; the even ones send).
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        /// Messages for each offline account.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Unacknowledged messages per sender.
+        #[arg(long, default_value_t = 50)]
+        window: usize,
+        /// An ack request every N messages.
+        #[arg(long, default_value_t = 10)]
+        ack_every: usize,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        deadline: u64,
+    },
+    /// A trivial TLS echo server (the reference for `echo`); runs until killed.
+    EchoServer {
+        /// Address to listen on (direct TLS).
+        #[arg(long, default_value = "127.0.0.1:15299")]
+        listen: SocketAddr,
+        /// PEM certificate chain.
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        /// PEM private key.
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
+    /// Chat-shaped messages through the TLS echo server: the ceiling for `chat`.
+    Echo {
+        /// The echo server's address.
+        #[arg(long, default_value = "127.0.0.1:15299")]
+        server: SocketAddr,
+        /// Connections (one per chat pair).
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Messages per connection.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Messages per connection not yet returned.
+        #[arg(long, default_value_t = 10)]
+        window: usize,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 64)]
+        body_bytes: usize,
+        /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         deadline: u64,
     },
@@ -299,6 +363,19 @@ async fn muc_scenario(common: Common, plan: muc::MucPlan) -> Result<(), String> 
     Ok(())
 }
 
+async fn offline_scenario(common: Common, plan: offline::OfflinePlan) -> Result<(), String> {
+    if plan.users == 0 || plan.messages == 0 || plan.ack_every == 0 || plan.ack_every > plan.window {
+        return Err("need --users and --messages of at least 1, and 1 <= --ack-every <= --window".into());
+    }
+    let target = target(&common)?;
+    if common.register {
+        register_all(&target, &common, 0..2 * plan.users).await?;
+    }
+    let fields = offline::run(&target, &common.prefix, &common.password, plan).await?;
+    println!("{{\"scenario\":\"offline\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
@@ -357,6 +434,17 @@ async fn main() {
                 deadline: Duration::from_secs(deadline),
             };
             muc_scenario(common, plan).await
+        }
+        Scenario::Offline { common, users, messages, window, ack_every, body_bytes, deadline } => {
+            let deadline = Duration::from_secs(deadline);
+            offline_scenario(common, offline::OfflinePlan { users, messages, window, ack_every, body_bytes, deadline })
+                .await
+        }
+        Scenario::EchoServer { listen, cert, key } => echo::serve(listen, cert, key).await,
+        Scenario::Echo { server, connections, messages, window, body_bytes, deadline } => {
+            let deadline = Duration::from_secs(deadline);
+            let plan = echo::EchoPlan { connections, messages, window, body_bytes, deadline };
+            echo::run(server, plan).await.map(|fields| println!("{{\"scenario\":\"echo\",{fields}}}"))
         }
     };
     if let Err(e) = outcome {

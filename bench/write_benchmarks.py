@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Puts bench/compare.sh's tables, with the run's setup, into BENCHMARKS.md between the lines
+`<!-- compare.sh begin -->` and `<!-- compare.sh end -->` (added at the top when missing); the
+rest of the file is left as it is.
+
+    write_benchmarks.py BENCHMARKS.md TABLES.md COMMAND WHEN VERSIONS MACHINE
+"""
+import sys
+
+BEGIN, END = "<!-- compare.sh begin -->", "<!-- compare.sh end -->"
+
+
+def section(tables, command, when, versions, machine):
+    return f"""{BEGIN}
+## Starling, Prosody and ejabberd in one run
+
+Written by `bench/compare.sh --write`; run of {when}, {versions}; machine: {machine}.
+
+```sh
+{command}
+```
+
+Every server alone on CPU 0 and the load generator (`starling-bench`) on CPU 1, the servers
+taking turns, their order reversed every other repeat; loopback, STARTTLS with the same
+self-signed RSA-2048 certificate, SCRAM-SHA-1, accounts created by in-band registration,
+stream management, offline storage, a MUC service, no rate limits or shapers. Cells are the
+median (min-max) over the repeats. On Starling every message is written to the recipient's
+inbox before the sender's ack: there `<a/>` means committed to storage; on Prosody and
+ejabberd it means received.
+
+{tables.rstrip()}
+{END}
+"""
+
+
+def main():
+    path, tables_path, command, when, versions, machine = sys.argv[1:7]
+    text = open(path).read()
+    new = section(open(tables_path).read(), command, when, versions, machine)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + new + "\n" + tail
+    else:
+        title, _, body = text.partition("\n\n")
+        text = f"{title}\n\n{new}\n{body}"
+    open(path, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
