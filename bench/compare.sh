@@ -5,9 +5,10 @@
 # then, for each repeat, runs every scenario against each server in turn (Starling on SQLite,
 # Starling on PostgreSQL, Prosody, ejabberd), each server alone on CPU 0 and the load
 # generator on CPU 1. All servers get the same setup: loopback, STARTTLS with a self-signed
-# RSA-2048 certificate, SCRAM-SHA-1, in-band registration for the accounts, stream
-# management, offline storage, the archive off or on per scenario, a multi-user chat service
-# on conference.localhost taking rooms of at least 1024 occupants, no rate limits or shapers.
+# RSA-2048 certificate, SCRAM-SHA-1 with 4096 iterations, in-band registration for the
+# accounts, stream management, offline storage, the archive off or on per scenario, a
+# multi-user chat service on conference.localhost taking rooms of at least 1024 occupants, a
+# listen backlog of 1024 (Starling's own), no rate limits or shapers.
 #
 # Scenarios (each ends with one JSON line from starling-bench):
 #   echo          no XMPP server: a trivial TLS echo (starling-bench echo-server, the same
@@ -163,6 +164,7 @@ modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "s
 modules_disabled = { "s2s" }
 authentication = "internal_hashed"
 default_iteration_count = 4096
+network_settings = { tcp_backlog = 1024 }
 c2s_require_encryption = true
 allow_registration = true
 default_archive_policy = $policy
@@ -212,6 +214,7 @@ listen:
     module: ejabberd_c2s
     starttls_required: true
     max_stanza_size: 262144
+    backlog: 1024
 modules:
   mod_roster: {}
   mod_disco: {}

@@ -22,11 +22,12 @@ Written by `bench/compare.sh --write`; run of {when}, {versions}; machine: {mach
 
 Every server alone on CPU 0 and the load generator (`starling-bench`) on CPU 1, the servers
 taking turns, their order reversed every other repeat; loopback, STARTTLS with the same
-self-signed RSA-2048 certificate, SCRAM-SHA-1, accounts created by in-band registration,
-stream management, offline storage, a MUC service, no rate limits or shapers. Cells are the
-median (min-max) over the repeats. On Starling every message is written to the recipient's
-inbox before the sender's ack: there `<a/>` means committed to storage; on Prosody and
-ejabberd it means received.
+self-signed RSA-2048 certificate, SCRAM-SHA-1 (4096 iterations), accounts created by in-band
+registration, stream management, offline storage, a MUC service, a listen backlog of 1024,
+no rate limits or shapers. Cells are the median (min-max) over the repeats. On Starling every
+message is written to the recipient's inbox before the sender's ack: there `<a/>` means
+committed to storage; on Prosody and ejabberd it means received. The scenarios are described
+at the top of `bench/compare.sh`.
 
 {tables.rstrip()}
 {END}
