@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Puts bench/compare.sh's tables, with the run's setup, into BENCHMARKS.md between the lines
-`<!-- compare.sh begin -->` and `<!-- compare.sh end -->` (added at the top when missing); the
+`<!-- compare.sh begin -->` and `<!-- compare.sh end -->` (added after the title and its first paragraph when missing); the
 rest of the file is left as it is.
 
     write_benchmarks.py BENCHMARKS.md TABLES.md COMMAND WHEN VERSIONS MACHINE
@@ -43,8 +43,10 @@ def main():
         tail = rest.split(END, 1)[1].lstrip("\n")
         text = head + new + "\n" + tail
     else:
+        # After the title and its first paragraph.
         title, _, body = text.partition("\n\n")
-        text = f"{title}\n\n{new}\n{body}"
+        intro, _, rest = body.partition("\n\n")
+        text = f"{title}\n\n{intro}\n\n{new}\n{rest}"
     open(path, "w").write(text)
 
 
