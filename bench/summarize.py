@@ -53,6 +53,25 @@ def pick(results, key, q=None):
     return [r[key][q] if q else r[key] for r in results if r.get(key) is not None]
 
 
+def begin_table(runs, scenario, key, heading, columns):
+    """The servers that ran `scenario`, each with its results that have `key`, after printing
+    the table's heading (made from the first such result) and its column header; None when no
+    server ran it."""
+    rows = [(s, ok_results(runs, scenario, s, key)) for s in SERVERS if runs.get((scenario, s))]
+    if not rows:
+        return None
+    first = next((r[0] for _, r in rows if r), None)
+    if first:
+        print(heading(first))
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    return rows
+
+
+def failed_row(runs, scenario, server, columns):
+    print(f"| {NAMES[server]} | {failure(runs, scenario, server)} |" + " |" * (columns - 2))
+
+
 def echo_table(runs, medians):
     results = ok_results(runs, "echo", "echo", "delivered_per_sec")
     if not results:
@@ -69,18 +88,18 @@ def echo_table(runs, medians):
 
 
 def login_table(runs, medians):
-    rows = [(s, ok_results(runs, "login", s, "logins_per_sec")) for s in SERVERS if runs.get(("login", s))]
-    if not rows:
-        return
-    first = next((r[0] for _, r in rows if r), None)
-    if first:
-        print(f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS + "
-              f"{first['mechanism']} + bind + presence, then 10 s idle\n")
-    print("| server | logins/s | KiB per idle session | established / failed | load generator CPU s |")
-    print("|---|---|---|---|---|")
-    for server, results in rows:
+    columns = ["server", "logins/s", "KiB per idle session", "established / failed", "load generator CPU s"]
+    rows = begin_table(
+        runs,
+        "login",
+        "logins_per_sec",
+        lambda first: f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS + "
+        f"{first['mechanism']} + bind + presence, then 10 s idle\n",
+        columns,
+    )
+    for server, results in rows or []:
         if not results:
-            print(f"| {NAMES[server]} | {failure(runs, 'login', server)} | | | |")
+            failed_row(runs, "login", server, len(columns))
             continue
         rate, kib = pick(results, "logins_per_sec"), pick(results, "kib_per_session")
         medians[("login", server)] = statistics.median(rate)
@@ -120,19 +139,19 @@ def chat_table(runs, medians):
 
 
 def muc_table(runs, medians):
-    rows = [(s, ok_results(runs, "muc", s, "deliveries_per_s")) for s in SERVERS if runs.get(("muc", s))]
-    if not rows:
-        return
-    first = next((r[0] for _, r in rows if r), None)
-    if first:
-        print(f"### Group chat\n\n{first['occupants']} occupants in one room ({first['join_concurrency']} "
-              f"entries at a time), {first['senders']} senders x {first['messages_per_sender']} messages, "
-              f"window {first['window']}\n")
-    print("| server | join ms | deliveries/s | latency p50 / p99 ms | lost | dup | load generator CPU s |")
-    print("|---|---|---|---|---|---|---|")
-    for server, results in rows:
+    columns = ["server", "join ms", "deliveries/s", "latency p50 / p99 ms", "lost", "dup", "load generator CPU s"]
+    rows = begin_table(
+        runs,
+        "muc",
+        "deliveries_per_s",
+        lambda first: f"### Group chat\n\n{first['occupants']} occupants in one room ({first['join_concurrency']} "
+        f"entries at a time), {first['senders']} senders x {first['messages_per_sender']} messages, "
+        f"window {first['window']}\n",
+        columns,
+    )
+    for server, results in rows or []:
         if not results:
-            print(f"| {NAMES[server]} | {failure(runs, 'muc', server)} | | | | | |")
+            failed_row(runs, "muc", server, len(columns))
             continue
         rate, join = pick(results, "deliveries_per_s"), pick(results, "join_ms")
         medians[("muc", server)] = statistics.median(rate)
@@ -144,19 +163,19 @@ def muc_table(runs, medians):
 
 
 def offline_table(runs, medians):
-    rows = [(s, ok_results(runs, "offline", s, "drained_per_sec")) for s in SERVERS if runs.get(("offline", s))]
-    if not rows:
-        return
-    first = next((r[0] for _, r in rows if r), None)
-    if first:
-        print(f"### Offline messages\n\n{first['users']} offline accounts x {first['messages_per_user']} "
-              f"messages (senders: stream management, window {first['window']}, ack every "
-              f"{first['ack_every']}), then the accounts log in\n")
-    print("| server | stored msg/s | drain s | drained msg/s | lost | dup |")
-    print("|---|---|---|---|---|---|")
-    for server, results in rows:
+    columns = ["server", "stored msg/s", "drain s", "drained msg/s", "lost", "dup"]
+    rows = begin_table(
+        runs,
+        "offline",
+        "drained_per_sec",
+        lambda first: f"### Offline messages\n\n{first['users']} offline accounts x {first['messages_per_user']} "
+        f"messages (senders: stream management, window {first['window']}, ack every "
+        f"{first['ack_every']}), then the accounts log in\n",
+        columns,
+    )
+    for server, results in rows or []:
         if not results:
-            print(f"| {NAMES[server]} | {failure(runs, 'offline', server)} | | | | |")
+            failed_row(runs, "offline", server, len(columns))
             continue
         drained = pick(results, "drained_per_sec")
         medians[("offline drain", server)] = statistics.median(drained)
