@@ -176,8 +176,8 @@ impl Inbox {
         if let Some(held) = self.held_counts().get(user) {
             return Ok(*held);
         }
-        // The count must include what is still queued.
-        self.stored.commits().flush().await;
+        // Writes still queued are not counted: the quota may be passed by the few in flight
+        // (waiting for them here would hold this sender up while storage is down).
         let held = self.stored.count(user, &ArchiveQuery::default()).await.map_err(internal)?;
         self.held_counts().insert(user.to_owned(), held);
         Ok(held)
