@@ -243,6 +243,16 @@ fn target(common: &Common) -> Result<Target, String> {
     })
 }
 
+/// The target of `common`, with the accounts `<prefix>0` … `<prefix>{count-1}` created first
+/// when `--register` is given.
+async fn registered_target(common: &Common, count: usize) -> Result<Target, String> {
+    let target = target(common)?;
+    if common.register {
+        register_all(&target, common, 0..count).await?;
+    }
+    Ok(target)
+}
+
 /// Creates the accounts `<prefix><n>` for each `n` of `numbers`.
 async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<Item = usize>) -> Result<(), String> {
     let gate = Arc::new(Semaphore::new(common.concurrency));
@@ -262,10 +272,7 @@ async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<I
 }
 
 async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Option<u32>) -> Result<(), String> {
-    let target = target(&common)?;
-    if common.register {
-        register_all(&target, &common, 0..sessions).await?;
-    }
+    let target = registered_target(&common, sessions).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = pid.and_then(rss_kib);
     let cpu_before = own_cpu_seconds();
@@ -354,10 +361,7 @@ async fn muc_scenario(common: Common, plan: muc::MucPlan) -> Result<(), String> 
     if plan.messages == 0 || plan.window == 0 {
         return Err("--messages and --window must be at least 1".into());
     }
-    let target = target(&common)?;
-    if common.register {
-        register_all(&target, &common, 0..plan.occupants).await?;
-    }
+    let target = registered_target(&common, plan.occupants).await?;
     let fields = muc::run(&target, &common.prefix, &common.password, plan).await?;
     println!("{{\"scenario\":\"muc\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
     Ok(())
@@ -367,10 +371,7 @@ async fn offline_scenario(common: Common, plan: offline::OfflinePlan) -> Result<
     if plan.users == 0 || plan.messages == 0 || plan.ack_every == 0 || plan.ack_every > plan.window {
         return Err("need --users and --messages of at least 1, and 1 <= --ack-every <= --window".into());
     }
-    let target = target(&common)?;
-    if common.register {
-        register_all(&target, &common, 0..2 * plan.users).await?;
-    }
+    let target = registered_target(&common, 2 * plan.users).await?;
     let fields = offline::run(&target, &common.prefix, &common.password, plan).await?;
     println!("{{\"scenario\":\"offline\",\"mechanism\":\"{}\",{fields}}}", target.mech.name());
     Ok(())
