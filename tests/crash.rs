@@ -296,3 +296,48 @@ async fn a_message_sent_again_after_a_restart_is_acknowledged_but_not_delivered_
     assert_eq!(ids(&juliet_seen), [0], "delivered and acknowledged before the restart: not again");
     assert_eq!(ids(&nurse_seen), [1], "stored before the restart: once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_message_sent_after_a_restart_is_not_sent_again_when_its_sender_resends_it() {
+    let node = Node::new();
+    let (addr, config, log) = (node.addr, node.config.clone(), node.log.clone());
+    let mut server = start(&config, addr, &log).await;
+    let mut romeo = Client::connect(addr, "localhost", "romeo", "pw", "desk").await.unwrap();
+    romeo.send_raw("<enable xmlns='urn:xmpp:sm:3'/>").await.unwrap();
+    romeo.recv_named("enabled").await.unwrap();
+    // m1 to the nurse, who is offline: stored, committed, its acknowledgement never read.
+    romeo.send_raw(&format!("{}<r xmlns='urn:xmpp:sm:3'/>", message(1))).await.unwrap();
+    assert_eq!(read_acks(&mut romeo, 0, 1).await, 1, "stored");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // After the restart the nurse comes first and gets it from her inbox (she has not
+    // acknowledged it yet, so it is still there); then the sender, who lost the
+    // acknowledgement, sends it again.
+    let mut server = start(&config, addr, &log).await;
+    let mut nurse = Client::connect(addr, "localhost", "nurse", "pw", "phone").await.unwrap();
+    nurse.send_raw("<enable xmlns='urn:xmpp:sm:3'/><presence/>").await.unwrap();
+    nurse.recv_named("enabled").await.unwrap();
+    let mut ids = Vec::new();
+    while ids.is_empty() {
+        if let Ok(Some(Received::Element(el))) = nurse.recv_within(Duration::from_secs(30)).await
+            && el.name == "message"
+        {
+            ids.push(el.attr("id").unwrap().to_owned());
+        }
+    }
+    let mut romeo = Client::connect(addr, "localhost", "romeo", "pw", "desk").await.unwrap();
+    romeo.send_raw("<enable xmlns='urn:xmpp:sm:3'/>").await.unwrap();
+    romeo.recv_named("enabled").await.unwrap();
+    romeo.send_raw(&format!("{}<r xmlns='urn:xmpp:sm:3'/>", message(1))).await.unwrap();
+    assert_eq!(read_acks(&mut romeo, 0, 1).await, 1, "acknowledged again");
+    // A second copy would arrive now.
+    while let Ok(Some(Received::Element(el))) = nurse.recv_within(Duration::from_secs(1)).await {
+        if el.name == "message" {
+            ids.push(el.attr("id").unwrap().to_owned());
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(ids, ["m1"], "once");
+}

@@ -108,8 +108,7 @@ contract!(
     archive_users,
     archive_queued_writes_commit_in_order,
     archive_queued_write_rejected_by_the_database_is_dropped_alone,
-    archive_move_keeps_key_and_time_and_drops_the_payload,
-    archive_append_moved_in_one_batch_lands_without_payload,
+    archive_append_deleted_in_one_batch_is_not_written,
     archive_paging_by_position_survives_removed_items,
 );
 

@@ -1,6 +1,7 @@
 //! The inbox operations; the flow is described in the module documentation.
 
-use super::{DELIVERED, policy};
+use super::policy;
+use super::restart::{Dedup, RECORD_LOG, RestartCheck, record_entry};
 use crate::module_api::{
     Archive, ArchiveQuery, BareJid, Element, Flow, Jid, KeyVal, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
     StanzaKind, Value, add_stanza_id, datetime, now_micros, ns, random_id, stanza_id_by,
@@ -8,7 +9,6 @@ use crate::module_api::{
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 /// Messages sent per storage read when catching up.
 const CATCH_UP_PAGE: usize = 100;
@@ -18,11 +18,13 @@ type AccountLock = tokio::sync::Mutex<()>;
 pub(super) struct Inbox {
     /// Messages not yet delivered, per account.
     stored: Archive,
-    /// Keys and times of delivered messages (payload dropped).
+    /// The log of delivered messages that carried an origin id, one item per message under
+    /// [`RECORD_LOG`], naming the account and the message's key.
     records: Archive,
+    /// Recognises messages sent again from before the start.
+    restart: RestartCheck,
     domain: String,
     max: usize,
-    dedup_check_after_start: Duration,
     server: ServerHandle,
     /// One lock per account with a message or catch-up in progress.
     locks: Mutex<HashMap<String, Weak<AccountLock>>>,
@@ -45,16 +47,16 @@ impl Inbox {
         records: Archive,
         domain: &str,
         max: usize,
-        dedup_check_after_start: Duration,
+        dedup: Dedup,
         secrets: KeyVal,
         server: ServerHandle,
     ) -> Inbox {
         Inbox {
             stored,
             records,
+            restart: RestartCheck::new(dedup),
             domain: domain.to_owned(),
             max,
-            dedup_check_after_start,
             server,
             locks: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
@@ -106,9 +108,9 @@ impl Inbox {
             None => None,
         };
         if let Some(key) = &origin_key
-            && self.server.uptime() < self.dedup_check_after_start
+            && self.restart.active(self.server.uptime())
         {
-            match self.already_stored(&user, key).await {
+            match self.restart.seen(&self.records, &user, key).await {
                 Ok(false) => {}
                 Ok(true) => {
                     tracing::debug!(%account, key, "retransmitted message dropped");
@@ -196,17 +198,6 @@ impl Inbox {
         }
     }
 
-    async fn already_stored(&self, user: &str, key: &str) -> Result<bool, StanzaError> {
-        // Only what an earlier run stored matters here (this run's copies are caught in memory
-        // by the origin-id module), and that is all committed.
-        for store in [&self.stored, &self.records] {
-            if store.get(user, key).await.map_err(internal)?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// Whether a client of the account takes this message live right now.
     fn online(&self, account: &BareJid, to: &Jid) -> bool {
         if let Ok(full) = to.try_as_full()
@@ -259,15 +250,43 @@ impl Inbox {
         }
     }
 
-    /// Step 3: messages a client has leave the inbox; a record of each stays.
+    /// Step 3: messages a client has leave the inbox; a record stays of each whose key a
+    /// retransmission would have (those with an origin id).
     pub(super) async fn delivered(&self, session: &SessionRef, messages: &[Stanza]) {
         let account = session.jid.to_bare();
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
-        let keys: Vec<String> = messages.iter().filter_map(|m| stored_key(m, &account)).collect();
+        let mut keys = Vec::new();
+        for message in messages {
+            let Some(key) = stored_key(message, &account) else { continue };
+            if self.keyed_by_origin(message, &key).await {
+                self.record_delivery(user, &key).await;
+            }
+            keys.push(key);
+        }
         self.recount(Some(user));
         if !keys.is_empty() {
-            self.stored.move_queued(user, keys, DELIVERED).await;
+            self.stored.delete_queued(user, keys).await;
         }
+    }
+
+    /// Whether `key` is the one a retransmission of `message` would get (a key made from its
+    /// origin id, not a random one or one another module chose).
+    async fn keyed_by_origin(&self, message: &Stanza, key: &str) -> bool {
+        let (Some(id), Ok(secret)) = (origin_id(message), self.secret().await) else { return false };
+        let sender = message.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        key_for_origin(secret, &sender, id) == key
+    }
+
+    /// Queues the record that `user` has the message with `key`.
+    async fn record_delivery(&self, user: &str, key: &str) {
+        let when = now_micros();
+        let item = NewItem {
+            key: Some(format!("{when:016x}{}", random_id(6))),
+            when,
+            with: String::new(),
+            value: Value::text(record_entry(user, key)),
+        };
+        self.records.append_queued(RECORD_LOG, item).await;
     }
 
     /// Step 4: sends the stored messages to a session that just became available.
@@ -295,6 +314,7 @@ impl Inbox {
             };
             for item in &page.items {
                 position = Some(item.sort_id);
+                self.restart.note(self.server.uptime(), user, &item.key);
                 let Ok(mut el) = Element::parse(&item.value.data) else {
                     tracing::warn!(key = %item.key, "offline: skipping an unreadable stored message");
                     continue;

@@ -15,24 +15,30 @@
 //! 2. The message is then delivered by the RFC 6121 §8.5 rules. Nothing further happens when
 //!    no resource takes it: it is already stored.
 //! 3. When a client has it ([`MessagesDelivered`]: acknowledged under XEP-0198, or written to a
-//!    client without it), the item moves from `offline` to `delivered`, which keeps only its
-//!    key and time, long enough to recognise the message if its sender sends it again.
+//!    client without it), the item leaves `offline`. A message whose key came from its origin
+//!    id leaves a record in the `delivered` log (account and key), long enough to recognise
+//!    the message if its sender sends it again. A message handed to its recipient before its
+//!    commit came round is thus not written at all (see `storage::commit`), only its record.
 //! 4. On [`InitialPresence`] (non-negative priority) the stored messages are sent to the new
 //!    session oldest first, with `<delay/>` (XEP-0203). Live messages to the account wait for
 //!    this under the same per-account lock as step 1, and the session counts as not there for
 //!    delivery until it is done, so each message reaches it once and in order.
 //!
 //! Ids: a message with an `<origin-id/>` (XEP-0359) is stored under a key derived from its
-//! sender and origin id. For a while after a restart, when the in-memory duplicate check of
-//! the origin-id module knows nothing yet, a message whose key is already in `offline` or
-//! `delivered` is a retransmission of one stored before the restart: it is acknowledged and
-//! dropped.
+//! sender and origin id. For a while after a restart (`dedup_check_after_start`), when the
+//! in-memory duplicate check of the origin-id module knows nothing yet, a message with such a
+//! key that the previous run handled (among its newest `dedup_records_at_start` delivery
+//! records, or still in the inbox) is a retransmission: it is acknowledged and dropped, or,
+//! if its first copy still waits for the account's first client, stored once (see
+//! `restart`). A message without an origin id gets a random key, which no retransmission can
+//! have, so it leaves no record.
 //!
 //! An expiry job deletes stored messages older than `retention` and delivery records older
 //! than `dedup_window`.
 
 mod inbox;
 mod policy;
+mod restart;
 #[cfg(test)]
 mod tests;
 
@@ -67,6 +73,9 @@ pub struct Options {
     /// How long a record of a delivered message is kept to recognise it if its sender sends it
     /// again (after a server restart).
     pub dedup_window: ConfigDuration,
+    /// How many of the newest records are read after a start for that check (the restart
+    /// then remembers as much as the origin-id module's memory held before it).
+    pub dedup_records_at_start: usize,
     /// For how long after start-up stored records are consulted for such duplicates (later the
     /// origin-id module's memory covers them).
     pub dedup_check_after_start: ConfigDuration,
@@ -80,13 +89,14 @@ impl Default for Options {
             max_messages_per_user: 10_000,
             retention: ConfigDuration(Duration::from_secs(365 * 86_400)),
             dedup_window: ConfigDuration(Duration::from_secs(86_400)),
+            dedup_records_at_start: 100_000,
             dedup_check_after_start: ConfigDuration(Duration::from_secs(600)),
             expiry_interval: ConfigDuration(Duration::from_secs(3600)),
         }
     }
 }
 
-/// The store of delivery records.
+/// The store of the delivery record log.
 const DELIVERED: &str = "delivered";
 
 struct Offline {
@@ -103,7 +113,11 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
         r.archive(DELIVERED),
         r.domain(),
         options.max_messages_per_user,
-        options.dedup_check_after_start.get(),
+        restart::Dedup {
+            check_after_start: options.dedup_check_after_start.get(),
+            records_at_start: options.dedup_records_at_start,
+            window: options.dedup_window.get(),
+        },
         r.keyval("inbox_secret"),
         server,
     );

@@ -1,6 +1,7 @@
 //! Expiry with a set clock, and the keys of retransmissions.
 
 use super::inbox::{Inbox, key_for_origin};
+use super::restart::Dedup;
 use super::{DELIVERED, Offline};
 use crate::module_api::{ArchiveQuery, NewItem, ServerHandle, Storage, Value};
 use std::sync::Weak;
@@ -35,7 +36,7 @@ async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_perio
             records,
             "example.com",
             10,
-            Duration::ZERO,
+            Dedup { check_after_start: Duration::ZERO, records_at_start: 10, window: Duration::from_secs(86_400) },
             storage.keyval("example.com", "inbox_secret"),
             ServerHandle::new(Weak::new()),
         ),
@@ -49,21 +50,6 @@ async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_perio
     offline.expire(now + 365 * DAY).await;
     assert!(keys(&storage, "offline").await.is_empty());
     assert!(keys(&storage, DELIVERED).await.is_empty());
-}
-
-#[tokio::test]
-async fn delivered_items_move_to_records_without_their_payload() {
-    let storage = Storage::open("sqlite::memory:").await.unwrap();
-    let stored = storage.archive("example.com", "offline");
-    for key in ["a", "b", "c"] {
-        stored.append_queued("juliet", item(key, 1)).await;
-    }
-    stored.move_queued("juliet", vec!["a".into(), "c".into()], DELIVERED).await;
-    storage.commits().flush().await;
-    assert_eq!(keys(&storage, "offline").await, vec!["b"]);
-    assert_eq!(keys(&storage, DELIVERED).await, vec!["a", "c"]);
-    let record = storage.archive("example.com", DELIVERED).get("juliet", "a").await.unwrap().unwrap();
-    assert!(record.value.data.is_empty());
 }
 
 #[test]

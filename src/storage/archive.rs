@@ -34,14 +34,12 @@ pub struct NewItem {
 }
 
 /// One row of a multi-row INSERT (see `Archive::insert_rows`): the item in `user`'s archive
-/// of `host` and `store`, with its payload or, for an item moved on in the same commit (see
-/// `storage::commit`), without it.
+/// of `host` and `store`.
 pub(crate) struct ArchiveRow<'a> {
     pub host: &'a str,
     pub store: &'a str,
     pub user: &'a str,
     pub item: &'a NewItem,
-    pub payload: bool,
 }
 
 /// Where an appended item landed.
@@ -179,11 +177,10 @@ impl Archive {
                 Some(key) => key.clone(),
                 None => random_key()?,
             };
-            let value = if row.payload { item.value.data.clone() } else { Vec::new() };
             sql.push(if i == 0 { "(" } else { ", (" });
             sql.text(row.host).push(", ").text(row.user).push(", ").text(row.store);
             sql.push(", ").text(key).push(", ").int(item.when).push(", ").text(item.with.as_str());
-            sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(value).push(")");
+            sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(item.value.data.clone()).push(")");
         }
         sql.push(" ON CONFLICT (host, username, store, key) DO NOTHING");
         sql.build().execute(&mut *conn).await?;
@@ -335,33 +332,6 @@ impl Archive {
     pub async fn delete_queued(&self, user: &str, keys: Vec<String>) -> u64 {
         let write = Write::Delete { archive: self.clone(), user: user.to_owned(), keys };
         self.commits.enqueue(write).await
-    }
-
-    /// Queues moving the items with these keys from `user`'s archive into store `to` of the
-    /// same host (keeping key, time and correspondent, dropping the payload), replacing items
-    /// there with the same keys. What remains is a record that the items existed.
-    pub async fn move_queued(&self, user: &str, keys: Vec<String>, to: &str) -> u64 {
-        let write = Write::Move { archive: self.clone(), user: user.to_owned(), keys, to: to.to_owned() };
-        self.commits.enqueue(write).await
-    }
-
-    /// [`move_queued`](Self::move_queued) on a given connection or transaction.
-    pub(crate) async fn move_keys_on(
-        &self,
-        conn: &mut AnyConnection,
-        user: &str,
-        keys: &[String],
-        to: &str,
-    ) -> Result<(), StorageError> {
-        Archive::new(self.pool.clone(), self.commits.clone(), &self.host, to).delete_keys_on(conn, user, keys).await?;
-        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-            let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
-            let mut sql = Sql::new("UPDATE archive SET value = ");
-            sql.bytes(Vec::new()).push(", store = ").text(to);
-            push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
-            sql.build().execute(&mut *conn).await?;
-        }
-        Ok(())
     }
 
     /// The group commit this archive's queued writes go through.

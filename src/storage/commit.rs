@@ -9,12 +9,13 @@
 //! connection task ◀──committed(seq) resolves── watermark = last seq of the batch
 //! ```
 //!
-//! Every write gets a sequence number when it is queued; the committer applies a batch in that
-//! order (appends first, see `commit_batch`) and, after each commit, raises the watermark to the last number it committed. A
-//! connection that must not acknowledge a stanza before its writes are durable (XEP-0198 `<a/>`)
-//! remembers [`GroupCommit::enqueued`] after routing the stanza and waits for
-//! [`GroupCommit::committed`] of that number: everything the routing queued is then on disk
-//! (numbers of other connections' writes in between only make the wait conservative).
+//! Every write gets a sequence number when it is queued; the committer applies a batch with
+//! the outcome of that order (see `commit_batch`) and, after each commit, raises the watermark
+//! to the last number it committed. A connection that must not acknowledge a stanza before its
+//! writes are durable (XEP-0198 `<a/>`) remembers [`GroupCommit::enqueued`] after routing the
+//! stanza and waits for [`GroupCommit::committed`] of that number: everything the routing
+//! queued is then on disk (numbers of other connections' writes in between only make the wait
+//! conservative).
 //!
 //! Failures: a batch that fails is retried write by write, each in its own transaction, with
 //! backoff. A database that is down or full therefore holds the watermark (no acknowledgement
@@ -26,14 +27,19 @@ use super::archive::{Archive, ArchiveRow, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
 use sqlx::AnyPool;
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 /// Most writes per transaction.
 const MAX_BATCH: usize = 1024;
+/// How long queued writes that nobody waits for yet may gather before they are committed. A
+/// message handed to its recipient's client within that time is then never written at all
+/// (see [`commit_batch`]): for a chat message with no sender waiting for its durability (no
+/// stream management), that saves its whole storage cost.
+const GATHER: Duration = Duration::from_millis(1);
 /// Most writes waiting; beyond this, enqueueing waits for the committer.
 const QUEUE_BOUND: usize = 64 * 1024;
 /// Tries of a single write before it is dropped as unstorable.
@@ -46,24 +52,6 @@ pub(crate) enum Write {
     Append { archive: Archive, user: String, item: NewItem },
     /// Delete the items with these keys from `user`'s `archive`.
     Delete { archive: Archive, user: String, keys: Vec<String> },
-    /// Move the items with these keys from `user`'s `archive` to store `to`, payload dropped.
-    Move { archive: Archive, user: String, keys: Vec<String>, to: String },
-}
-
-impl Write {
-    async fn apply(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StorageError> {
-        match self {
-            Write::Append { archive, user, item } => {
-                Archive::insert_rows(
-                    conn,
-                    &[ArchiveRow { host: archive.host(), store: archive.store(), user, item, payload: true }],
-                )
-                .await
-            }
-            Write::Delete { archive, user, keys } => archive.delete_keys_on(conn, user, keys).await.map(drop),
-            Write::Move { archive, user, keys, to } => archive.move_keys_on(conn, user, keys, to).await,
-        }
-    }
 }
 
 /// The queue and watermark shared by every handle of one [`super::Storage`].
@@ -79,6 +67,10 @@ pub struct GroupCommit {
     /// The last sequence number handed out.
     enqueued: AtomicU64,
     closed: AtomicBool,
+    /// How many callers of `committed` are waiting.
+    waiters: AtomicUsize,
+    /// Wakes the committer when a caller starts waiting.
+    waited: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +89,8 @@ impl GroupCommit {
             committed: watch::Sender::new(0),
             enqueued: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            waited: Notify::new(),
         });
         tokio::spawn(committer(commits.clone(), pool, backend));
         commits
@@ -142,6 +136,10 @@ impl GroupCommit {
     /// Resolves once every write numbered up to `seq` is committed.
     pub async fn committed(&self, seq: u64) {
         let mut watermark = self.committed.subscribe();
+        if *watermark.borrow_and_update() >= seq {
+            return;
+        }
+        let _waiting = Waiting::start(self);
         // The sender lives as long as `self`, so this never reports a closed channel.
         let _ = watermark.wait_for(|done| *done >= seq).await;
     }
@@ -157,6 +155,20 @@ impl GroupCommit {
         self.work.notify_one();
     }
 
+    /// Lets queued writes gather for up to [`GATHER`] before a batch is taken, unless a caller
+    /// waits for a commit, the queue is empty, or the queue is closing.
+    async fn gather(&self) {
+        let waited = self.waited.notified();
+        let len = self.lock().writes.len();
+        if len == 0 || self.waiters.load(Ordering::Acquire) > 0 || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(GATHER) => {}
+            () = waited => {}
+        }
+    }
+
     fn take_batch(&self) -> Vec<(u64, Write)> {
         let mut queue = self.lock();
         let n = queue.writes.len().min(MAX_BATCH);
@@ -164,10 +176,29 @@ impl GroupCommit {
     }
 }
 
+/// A caller of [`GroupCommit::committed`] counted while it waits (also when its wait is
+/// dropped unfinished).
+struct Waiting<'a>(&'a GroupCommit);
+
+impl<'a> Waiting<'a> {
+    fn start(commits: &'a GroupCommit) -> Waiting<'a> {
+        commits.waiters.fetch_add(1, Ordering::AcqRel);
+        commits.waited.notify_one();
+        Waiting(commits)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn committer(commits: Arc<GroupCommit>, pool: AnyPool, backend: Backend) {
     let mut statistics = Statistics::default();
     loop {
         let wake = commits.work.notified();
+        commits.gather().await;
         let batch = commits.take_batch();
         let Some(&(last, _)) = batch.last() else {
             if commits.closed.load(Ordering::Acquire) {
@@ -222,68 +253,56 @@ impl Statistics {
 /// Rows per multi-row INSERT (eight bound values each, far below both databases' limits).
 const ROWS_PER_INSERT: usize = 32;
 
-/// Applies a batch in one transaction: its appends in queue order, a few hundred rows per
-/// statement, then its deletions in queue order, then its moves, one statement per archive,
-/// account and destination. Deletions and moves only ever concern keys appended earlier, so
-/// this gives what queue order gives, with far fewer statements.
+/// Applies a batch in one transaction: its deletions first, one statement per archive and
+/// account, then its appends in queue order, a few hundred rows per statement.
 ///
-/// An item appended and moved on in the same batch (a message put into the inbox and handed to
-/// its recipient's client before the commit came round) is written once, straight into the
-/// destination store without its payload: what the append and the move would leave. The
-/// move's statements still run for its keys, so that an older item with the same key is moved
-/// as before; the direct row then finds it there and adds nothing.
+/// An append followed in the same batch by a deletion of its key (a message put into the inbox
+/// and handed to its recipient's client before the commit came round) is not written at all.
+/// Running every deletion before the remaining appends leaves what queue order leaves: a
+/// deletion removes the older item with its key (as it would after an append that found the
+/// key taken and added nothing), and an append queued after a deletion of its key still lands.
 async fn commit_batch(pool: &AnyPool, writes: &[&Write]) -> Result<(), StorageError> {
     let mut tx = pool.begin().await?;
-    let moves = grouped_moves(writes);
-    let moved_on = moved_keys(&moves);
-    let (mut kept, mut landed) = (Vec::new(), Vec::new());
-    for write in writes {
-        let Write::Append { archive, user, item } = write else { continue };
-        let (host, store, user) = (archive.host(), archive.store(), user.as_str());
-        let destination = item.key.as_deref().and_then(|key| moved_on.get(&(host, store, user, key)));
-        match destination {
-            Some(to) => landed.push(ArchiveRow { host, store: to, user, item, payload: false }),
-            None => kept.push(ArchiveRow { host, store, user, item, payload: true }),
-        }
+    for ((archive, user), keys) in grouped_deletes(writes) {
+        archive.delete_keys_on(&mut tx, user, &keys).await?;
     }
-    for rows in kept.chunks(ROWS_PER_INSERT) {
-        Archive::insert_rows(&mut tx, rows).await?;
-    }
-    for write in writes.iter().filter(|w| matches!(w, Write::Delete { .. })) {
-        write.apply(&mut tx).await?;
-    }
-    for ((archive, user, to), keys) in &moves {
-        archive.move_keys_on(&mut tx, user, keys, to).await?;
-    }
-    for rows in landed.chunks(ROWS_PER_INSERT) {
+    for rows in surviving_appends(writes).chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, rows).await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// The moved keys of a batch: (host, store, account, key) to the destination store.
-fn moved_keys<'a>(moves: &'a [(MoveGroup<'a>, Vec<String>)]) -> HashMap<(&'a str, &'a str, &'a str, &'a str), &'a str> {
-    let mut moved = HashMap::new();
-    for ((archive, user, to), keys) in moves {
-        for key in keys {
-            moved.insert((archive.host(), archive.store(), *user, key.as_str()), *to);
+/// The batch's appends that no later deletion in the batch undoes, in queue order.
+fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
+    let mut deleted_later: HashSet<(&str, &str, &str, &str)> = HashSet::new();
+    let mut rows = Vec::new();
+    for write in writes.iter().rev() {
+        match write {
+            Write::Delete { archive, user, keys } => {
+                deleted_later.extend(keys.iter().map(|k| (archive.host(), archive.store(), user.as_str(), k.as_str())));
+            }
+            Write::Append { archive, user, item } => {
+                let (host, store, user) = (archive.host(), archive.store(), user.as_str());
+                let undone = item.key.as_deref().is_some_and(|key| deleted_later.contains(&(host, store, user, key)));
+                if !undone {
+                    rows.push(ArchiveRow { host, store, user, item });
+                }
+            }
         }
     }
-    moved
+    rows.reverse();
+    rows
 }
 
-/// Moves of one archive and account to one destination store: (archive, account, store).
-type MoveGroup<'a> = (&'a Archive, &'a str, &'a str);
-
-/// The batch's moves, keys merged per archive, account and destination (in first-seen order).
-fn grouped_moves<'a>(writes: &[&'a Write]) -> Vec<(MoveGroup<'a>, Vec<String>)> {
-    let mut groups: Vec<(MoveGroup<'a>, Vec<String>)> = Vec::new();
-    let mut index: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
+/// The batch's deletions, keys merged per archive and account (in first-seen order).
+fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<((&'a Archive, &'a str), Vec<String>)> {
+    let mut groups: Vec<((&'a Archive, &'a str), Vec<String>)> = Vec::new();
+    let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for write in writes {
-        let Write::Move { archive, user, keys, to } = write else { continue };
-        let slot = *index.entry((archive.host(), archive.store(), user, to)).or_insert_with(|| {
-            groups.push(((archive, user.as_str(), to.as_str()), Vec::new()));
+        let Write::Delete { archive, user, keys } = write else { continue };
+        let slot = *index.entry((archive.host(), archive.store(), user)).or_insert_with(|| {
+            groups.push(((archive, user.as_str()), Vec::new()));
             groups.len() - 1
         });
         groups[slot].1.extend(keys.iter().cloned());

@@ -10,6 +10,7 @@
 //! cross one server-to-server link. Before the clock starts, the first pair exchanges one
 //! message, so that such a link is already up and its setup is not measured.
 //!
+//! Messages carry an XEP-0359 origin id, as those of Conversations, Monal, Gajim or Dino do.
 //! Each body carries the message's sequence number and send time, so receivers measure
 //! delivery latency and count lost, duplicated and reordered messages; senders measure the
 //! time from send to acknowledgement, and count the messages that bounced back to them as
@@ -153,6 +154,17 @@ pub(crate) fn percentiles(samples: &mut [u32]) -> String {
     format!("{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3}}}", at(0.5), at(0.9), at(0.99), at(1.0))
 }
 
+/// Message `k` of a sender, written at `now` (µs since the run's start), as phone and desktop
+/// clients send it: with an XEP-0359 origin id equal to its id, a UUID (the server may keep a
+/// record of it to recognise a retransmission).
+pub(crate) fn chat_message(to: &str, k: usize, now: u64, pad: &str) -> String {
+    let id = format!("{k:08x}-5374-4a72-8c69-6e6762656e63");
+    format!(
+        "<message to='{to}' type='chat' id='{id}'><body>{k}:{now}:{pad}</body>\
+         <origin-id xmlns='urn:xmpp:sid:0' id='{id}'/></message>"
+    )
+}
+
 /// Sends one message outside the count and waits for it (before stream management, which
 /// would count it).
 async fn warm_up(sender: &mut Session, receiver: &mut Session, to: &str) -> Result<(), String> {
@@ -197,7 +209,7 @@ pub(crate) async fn send(
         }
         let now = base.elapsed().as_micros() as u64;
         out.clear();
-        out.push_str(&format!("<message to='{to}' type='chat' id='{k}'><body>{k}:{now}:{pad}</body></message>"));
+        out.push_str(&chat_message(&to, k, now, &pad));
         if plan.ack_every > 0 {
             sent_at.lock().unwrap_or_else(|p| p.into_inner()).push_back(now);
             if (k + 1) % plan.ack_every == 0 || k + 1 == plan.messages {

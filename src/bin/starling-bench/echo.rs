@@ -8,7 +8,7 @@
 //! server, as a chat message is between a sender's and a receiver's connection, with no XML
 //! parsing, routing or storage in between.
 
-use crate::chat::percentiles;
+use crate::chat::{chat_message, percentiles};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ async fn one_connection(stream: Stream, i: usize, plan: EchoPlan, base: Instant)
                     _ => break,
                 }
                 let now = base.elapsed().as_micros() as u64;
-                let message = format!("<message to='{to}' type='chat' id='{k}'><body>{k}:{now}:{pad}</body></message>");
+                let message = chat_message(&to, k, now, &pad);
                 if writer.write_all(message.as_bytes()).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
