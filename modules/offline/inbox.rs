@@ -99,13 +99,9 @@ impl Inbox {
         }
         let account = to.to_bare();
         let Some(user) = account.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
-        let sender = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
-        let origin_key = match origin_id(stanza) {
-            Some(id) => match self.secret().await {
-                Ok(secret) => Some(key_for_origin(secret, &sender, id)),
-                Err(error) => return self.refuse(stanza, error).await,
-            },
-            None => None,
+        let origin_key = match self.origin_key(stanza).await {
+            Ok(key) => key,
+            Err(error) => return self.refuse(stanza, error).await,
         };
         if let Some(key) = &origin_key
             && self.restart.active(self.server.uptime())
@@ -272,9 +268,14 @@ impl Inbox {
     /// Whether `key` is the one a retransmission of `message` would get (a key made from its
     /// origin id, not a random one or one another module chose).
     async fn keyed_by_origin(&self, message: &Stanza, key: &str) -> bool {
-        let (Some(id), Ok(secret)) = (origin_id(message), self.secret().await) else { return false };
+        matches!(self.origin_key(message).await, Ok(Some(origin_key)) if origin_key == key)
+    }
+
+    /// The inbox key of a message with an origin id: the same for every retransmission.
+    async fn origin_key(&self, message: &Stanza) -> Result<Option<String>, StanzaError> {
+        let Some(id) = origin_id(message) else { return Ok(None) };
         let sender = message.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
-        key_for_origin(secret, &sender, id) == key
+        Ok(Some(key_for_origin(self.secret().await?, &sender, id)))
     }
 
     /// Queues the record that `user` has the message with `key`.
