@@ -2,7 +2,7 @@
 
 use crate::module_api::{
     BareJid, BoxFuture, Element, IqHandler, IqKind, IqRequest, IqResult, Jid, Map, NS_CLIENT, ServerHandle, Stanza,
-    StanzaError, StanzaKind, Value, ns, random_id,
+    StanzaError, StanzaKind, ToBare, Value, ns, random_id,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ fn matches(item: &str, address: &Jid) -> bool {
     let Ok(item) = Jid::new(item) else { return false };
     match (item.node(), item.resource()) {
         (None, None) => item.domain() == address.domain(),
-        (Some(_), None) => item.to_bare() == address.to_bare(),
+        (Some(_), None) => item.bare() == address.bare(),
         _ => &item == address,
     }
 }
@@ -90,7 +90,7 @@ impl Blocklists {
     }
 
     async fn change(&self, iq: &IqRequest) -> IqResult {
-        let account = iq.from.to_bare();
+        let account = iq.from.bare();
         let user = user_of(&account);
         let block = iq.payload.name == "block";
         let mut items = Vec::new();
@@ -140,7 +140,7 @@ impl IqHandler for Blocklists {
             if iq.kind == IqKind::Set {
                 return self.change(iq).await;
             }
-            let list = self.list(&iq.from.to_bare()).await.map_err(internal)?;
+            let list = self.list(&iq.from.bare()).await.map_err(internal)?;
             let mut blocklist = Element::new("blocklist", ns::BLOCKING);
             for jid in list.iter() {
                 blocklist.push_child(Element::new("item", ns::BLOCKING).with_attr("jid", jid));

@@ -14,7 +14,7 @@ mod list;
 
 use crate::module_api::{
     BoxFuture, Element, ErrorType, Flow, Hook, InboundPresence, IqKind, IqTarget, IqToAccount, Jid, MessageToLocal,
-    ModuleDescriptor, ModuleError, NoOptions, Registrar, Stanza, StanzaError, StanzaFromClient, StanzaKind,
+    ModuleDescriptor, ModuleError, NoOptions, Registrar, Stanza, StanzaError, StanzaFromClient, StanzaKind, ToBare,
     check_section, ns, priority,
 };
 use list::Blocklists;
@@ -47,7 +47,7 @@ impl Hook<StanzaFromClient> for Blocklists {
     fn call<'a>(&'a self, event: &'a mut StanzaFromClient) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Some(to) = event.stanza.to() else { return Flow::Continue };
-            let account = event.session.jid.to_bare();
+            let account = event.session.jid.bare();
             if !self.blocks(&account, &to).await {
                 return Flow::Continue;
             }
@@ -68,7 +68,7 @@ impl Blocklists {
     /// Refuses a message or IQ request from an entity the addressee blocks (§3.5).
     async fn refuse_if_blocked(&self, stanza: &Stanza, to: &Jid) -> Flow {
         let Some(from) = stanza.from() else { return Flow::Continue };
-        if !self.blocks(&to.to_bare(), &from).await {
+        if !self.blocks(&to.bare(), &from).await {
             return Flow::Continue;
         }
         self.bounce(stanza).await;
@@ -92,7 +92,7 @@ impl Hook<InboundPresence> for Blocklists {
     fn call<'a>(&'a self, event: &'a mut InboundPresence) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Some(from) = event.stanza.from() else { return Flow::Continue };
-            if self.blocks(&event.to.to_bare(), &from).await { Flow::Handled } else { Flow::Continue }
+            if self.blocks(&event.to.bare(), &from).await { Flow::Handled } else { Flow::Continue }
         })
     }
 }

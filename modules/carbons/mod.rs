@@ -15,8 +15,8 @@
 
 use crate::module_api::{
     BareJid, BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, Jid, MessageToLocal,
-    ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions, Registrar, ServerHandle, SessionClosed, Stanza, StanzaError,
-    StanzaFromClient, StanzaKind, check_section, priority,
+    ModuleDescriptor, ModuleError, NS_CLIENT, NoOptions, Registrar, ServerHandle, SessionClosed, SessionRef, Stanza,
+    StanzaError, StanzaFromClient, StanzaKind, ToBare, check_section, priority,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -77,22 +77,30 @@ impl Carbons {
     }
 
     /// Sends `<direction><forwarded>message</forwarded></direction>` to every carbons-enabled
-    /// session of `account` except `skip`.
-    fn copy(&self, account: &BareJid, skip: u64, direction: &str, message: &Element) {
-        let mut inner = message.clone();
+    /// session of `account` except `skip`. The copy is only built when some session wants it:
+    /// most accounts have no carbons-enabled second device online, and building the wrapper
+    /// costs a clone of the message.
+    fn copy(&self, account: &BareJid, skip: u64, direction: &str, message: &Stanza) {
+        let targets: Vec<SessionRef> = self
+            .server
+            .sessions_of(account)
+            .into_iter()
+            .filter(|session| session.id != skip && self.is_enabled(session.id))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let mut inner = message.to_element();
         inner.remove_child("private", NS_CARBONS);
         let forwarded =
             Element::new(direction, NS_CARBONS).with_child(Element::new("forwarded", NS_FORWARD).with_child(inner));
         let wrapper = Element::new("message", NS_CLIENT)
-            .with_attr("type", message.attr("type").unwrap_or("normal"))
+            .with_attr("type", message.type_attr().unwrap_or("normal"))
             .with_attr("from", account.as_str())
             .with_child(forwarded);
         // One body for every device's copy.
         let wrapper = Stanza::new(StanzaKind::Message, wrapper);
-        for session in self.server.sessions_of(account) {
-            if session.id == skip || !self.is_enabled(session.id) {
-                continue;
-            }
+        for session in targets {
             let mut copy = wrapper.clone();
             copy.set_to(&Jid::from(session.jid.clone()));
             session.send(copy);
@@ -119,8 +127,8 @@ impl Hook<StanzaFromClient> for Carbons {
     fn call<'a>(&'a self, event: &'a mut StanzaFromClient) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             if event.stanza.kind == StanzaKind::Message && eligible(event.stanza.el()) {
-                let account = event.session.jid.to_bare();
-                self.copy(&account, event.session.id, "sent", &event.stanza.to_element());
+                let account = event.session.jid.bare();
+                self.copy(&account, event.session.id, "sent", &event.stanza);
             }
             if event.stanza.el().has_child("private", NS_CARBONS) {
                 event.stanza.el_mut().remove_child("private", NS_CARBONS);
@@ -140,7 +148,7 @@ impl Hook<MessageToLocal> for Carbons {
             if eligible(event.stanza.el())
                 && let Some(target) = self.server.session(full)
             {
-                self.copy(&full.to_bare(), target.id, "received", &event.stanza.to_element());
+                self.copy(&full.bare(), target.id, "received", &event.stanza);
             }
             Flow::Continue
         })

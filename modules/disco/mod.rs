@@ -11,7 +11,7 @@ mod caps;
 
 use crate::module_api::{
     BoxFuture, Element, FeatureStage, IqHandler, IqKind, IqRequest, IqResult, IqTarget, ModuleDescriptor, ModuleError,
-    NoOptions, Registrar, ServerHandle, StanzaError, check_section, ns,
+    NoOptions, Registrar, ServerHandle, StanzaError, ToBare, check_section, ns,
 };
 use std::sync::Arc;
 
@@ -107,7 +107,7 @@ impl Disco {
     }
 
     async fn account_info(&self, iq: &IqRequest) -> IqResult {
-        match self.server.account_exists(&iq.to.to_bare()).await {
+        match self.server.account_exists(&iq.to.bare()).await {
             Ok(true) => Ok(Some(self.info(false))),
             Ok(false) => Err(StanzaError::service_unavailable()),
             Err(_) => Err(StanzaError::internal_server_error()),

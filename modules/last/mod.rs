@@ -6,8 +6,8 @@
 use super::roster::Roster;
 use crate::module_api::{
     BoxFuture, Element, Flow, Hook, IqHandler, IqKind, IqRequest, IqResult, IqTarget, KeyVal, ModuleDescriptor,
-    ModuleError, NS_CLIENT, NoOptions, OutboundPresence, Registrar, ServerHandle, SessionClosed, StanzaError, Value,
-    check_section, now_micros, ns, priority,
+    ModuleError, NS_CLIENT, NoOptions, OutboundPresence, Registrar, ServerHandle, SessionClosed, StanzaError, ToBare,
+    Value, check_section, now_micros, ns, priority,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -70,10 +70,10 @@ impl IqHandler for Last {
             let Some(user) = iq.to.node().map(|n| n.as_str().to_owned()) else {
                 return Ok(Some(seconds(self.server.uptime().as_secs())));
             };
-            let account = iq.to.to_bare();
-            let own = iq.from.to_bare() == account;
+            let account = iq.to.bare();
+            let own = iq.from.bare() == account;
             let allowed = own
-                || match self.roster.get(&account, &iq.from.to_bare()).await {
+                || match self.roster.get(&account, &iq.from.bare()).await {
                     Ok(item) => item.is_some_and(|i| i.subscription.has_from()),
                     Err(_) => return Err(StanzaError::internal_server_error()),
                 };

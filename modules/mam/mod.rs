@@ -20,7 +20,7 @@ use super::roster::Roster;
 use crate::module_api::{
     Archive, ArchiveQuery, BareJid, BoxFuture, ConfigDuration, ErrorType, Flow, Hook, IqHandler, IqKind, IqRequest,
     IqResult, IqTarget, Jid, KeyVal, MessageToLocal, ModuleDescriptor, ModuleError, NewItem, PeriodicTask, Registrar,
-    SessionRef, Stanza, StanzaError, StanzaFromClient, StanzaKind, StorageError, SyncIq, Value, check_section,
+    SessionRef, Stanza, StanzaError, StanzaFromClient, StanzaKind, StorageError, SyncIq, ToBare, Value, check_section,
     expire_archive, now_micros, priority, random_id, stanza_id_by,
 };
 use prefs::{Decision, DefaultRule, NS_MAM, Prefs};
@@ -181,7 +181,7 @@ impl Mam {
             ArchiveQuery { after: None, before: None, limit: None, reverse: false, ..query.archive.clone() };
         let count = self.archive.count(&user, &count_query).await.map_err(internal)?;
         for item in &page.items {
-            let (archive, to) = (Jid::from(iq.to.to_bare()), Jid::from(session.jid.clone()));
+            let (archive, to) = (Jid::from(iq.to.bare()), Jid::from(session.jid.clone()));
             if let Some(result) = query::result_message(item, query.query_id.as_deref(), &archive, &to) {
                 session.send(result);
             }
@@ -212,8 +212,8 @@ impl Hook<MessageToLocal> for Mam {
             if event.redelivery || !archivable(&event.stanza) {
                 return Flow::Continue;
             }
-            let Some(from) = event.stanza.from_ref().map(|f| f.to_bare()) else { return Flow::Continue };
-            let account = event.to.to_bare();
+            let Some(from) = event.stanza.from_ref().map(|f| f.bare()) else { return Flow::Continue };
+            let account = event.to.bare();
             let key = stanza_id_by(&event.stanza, account.as_str()).map(str::to_owned);
             self.archive_for(&account, &from, key, &event.stanza).await;
             Flow::Continue
@@ -227,8 +227,8 @@ impl Hook<StanzaFromClient> for Mam {
             if !archivable(&event.stanza) {
                 return Flow::Continue;
             }
-            let Some(to) = event.stanza.to_ref().map(|t| t.to_bare()) else { return Flow::Continue };
-            let account = event.session.jid.to_bare();
+            let Some(to) = event.stanza.to_ref().map(|t| t.bare()) else { return Flow::Continue };
+            let account = event.session.jid.bare();
             if to != account {
                 self.archive_for(&account, &to, None, &event.stanza).await;
             }

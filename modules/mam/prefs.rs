@@ -1,7 +1,7 @@
 //! Archiving preferences (XEP-0313 §6): a default (`always`, `never`, `roster`) and lists of
 //! JIDs that are always or never archived, whatever the default.
 
-use crate::module_api::{Element, StanzaError};
+use crate::module_api::{Element, StanzaError, ToBare};
 use serde::{Deserialize, Serialize};
 
 /// `urn:xmpp:mam:2`
@@ -92,7 +92,7 @@ impl Prefs {
             let mut jids = Vec::new();
             for jid in el.get_child(name, NS_MAM).into_iter().flat_map(|l| l.child_elements()) {
                 let bare =
-                    jid::Jid::new(jid.text().trim()).map_err(|_| StanzaError::jid_malformed())?.to_bare().to_string();
+                    jid::Jid::new(jid.text().trim()).map_err(|_| StanzaError::jid_malformed())?.bare().to_string();
                 if !jids.contains(&bare) {
                     jids.push(bare);
                 }

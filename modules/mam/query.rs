@@ -8,7 +8,8 @@
 
 pub use super::prefs::NS_MAM;
 use crate::module_api::{
-    ArchiveQuery, ArchivedItem, Element, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, datetime, ns, parse_datetime,
+    ArchiveQuery, ArchivedItem, Element, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ToBare, datetime, ns,
+    parse_datetime,
 };
 
 /// XEP-0059 Result Set Management.
@@ -94,7 +95,7 @@ fn apply_field(archive: &mut ArchiveQuery, field: &Element) -> Result<(), Stanza
             if let Some(with) = single() {
                 let jid = jid::Jid::new(&with).map_err(|_| StanzaError::jid_malformed())?;
                 // Archives are kept by bare JID; a full JID narrows nothing further here.
-                archive.with = Some(jid.to_bare().to_string());
+                archive.with = Some(jid.bare().to_string());
             }
         }
         "start" => archive.start = single().map(|v| time(&v)).transpose()?,

@@ -16,7 +16,7 @@ use super::presence::{announce_departure, broadcast_presence};
 use super::room::{Affiliation, Role, Room};
 use super::room_iq::IqOutcome;
 use super::{Muc, NS_ADMIN, NS_USER};
-use crate::module_api::{BareJid, Element, FullJid, Stanza, StanzaError};
+use crate::module_api::{BareJid, Element, FullJid, Stanza, StanzaError, ToBare};
 
 enum Change {
     Role { nick: String, role: Role },
@@ -121,7 +121,7 @@ fn actor_and_reason(actor: Option<&str>, reason: Option<Element>) -> Element {
 /// The list of an affiliation (admins and owners; members of a members-only room may see the
 /// member lists) or of a role (moderators).
 fn list(room: &Room, from: &FullJid, item: &Element) -> Result<Option<Element>, StanzaError> {
-    let actor = room.affiliation(&from.to_bare());
+    let actor = room.affiliation(&from.bare());
     let mut query = Element::new("query", NS_ADMIN);
     if let Some(affiliation) = item.attr("affiliation").and_then(Affiliation::parse) {
         let allowed = actor >= Affiliation::Admin || (room.config().members_only && actor >= Affiliation::Member);
@@ -158,13 +158,13 @@ fn list(room: &Room, from: &FullJid, item: &Element) -> Result<Option<Element>, 
 
 fn check(room: &Room, from: &FullJid, item: &Element) -> Result<Checked, StanzaError> {
     let reason = item.get_child("reason", NS_ADMIN).cloned();
-    let actor_affiliation = room.affiliation(&from.to_bare());
+    let actor_affiliation = room.affiliation(&from.bare());
     let actor_role = room.occupant_of(from).map(|o| o.role).unwrap_or(Role::None);
     if let Some(affiliation) = item.attr("affiliation") {
         let affiliation = Affiliation::parse(affiliation).ok_or_else(StanzaError::bad_request)?;
         let account = match (item.attr("jid"), item.attr("nick")) {
             (Some(jid), _) => BareJid::new(jid)
-                .or_else(|_| jid::Jid::new(jid).map(|j| j.to_bare()))
+                .or_else(|_| jid::Jid::new(jid).map(|j| j.bare()))
                 .map_err(|_| StanzaError::jid_malformed())?,
             (None, Some(nick)) => room
                 .occupants
@@ -182,7 +182,7 @@ fn check(room: &Room, from: &FullJid, item: &Element) -> Result<Checked, StanzaE
         {
             return Err(StanzaError::not_allowed().with_text("only owners change admins and owners"));
         }
-        if affiliation == Affiliation::Outcast && account == from.to_bare() {
+        if affiliation == Affiliation::Outcast && account == from.bare() {
             return Err(StanzaError::not_allowed().with_text("you cannot ban yourself"));
         }
         return Ok(Checked { change: Change::Affiliation { account, affiliation }, reason });

@@ -8,7 +8,7 @@
 
 use super::Muc;
 use super::room::{Affiliation, HistoryItem, Room, RoomConfig};
-use crate::module_api::{ArchiveQuery, Element, FullJid, Jid, Stanza, StanzaError, StanzaKind};
+use crate::module_api::{ArchiveQuery, Element, FullJid, Jid, Stanza, StanzaError, StanzaKind, ToBare};
 use std::collections::VecDeque;
 
 use super::super::mam::query;
@@ -17,7 +17,7 @@ use super::room_iq::IqOutcome;
 
 impl Muc {
     pub(super) async fn archive_query(&self, room: &Room, from: &FullJid, payload: &Element, get: bool) -> IqOutcome {
-        let affiliation = room.affiliation(&from.to_bare());
+        let affiliation = room.affiliation(&from.bare());
         // A password keeps outsiders out of the archive as it does out of the room.
         let knows_password =
             room.config().password.is_none() || affiliation >= Affiliation::Member || room.occupant_of(from).is_some();

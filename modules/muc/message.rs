@@ -13,7 +13,7 @@
 use super::room::{Affiliation, AllowPm, HistoryItem, Role, Room, Subject};
 use super::{Muc, NS_OCCUPANT_ID, NS_USER, StorageFailed};
 use crate::module_api::{
-    BareJid, Element, FullJid, Jid, NS_CLIENT, NewItem, Stanza, StanzaError, StanzaKind, Value, add_stanza_id,
+    BareJid, Element, FullJid, Jid, NS_CLIENT, NewItem, Stanza, StanzaError, StanzaKind, ToBare, Value, add_stanza_id,
     now_micros, ns, random_id,
 };
 
@@ -124,7 +124,7 @@ impl Muc {
     /// Mediated invitations and their declines (§7.8.2).
     async fn invitations(&self, room: &mut Room, from: &FullJid, x: &Element, stanza: &Stanza) -> Vec<Stanza> {
         let mut out = Vec::new();
-        let inviter = from.to_bare();
+        let inviter = from.bare();
         let affiliation = room.affiliation(&inviter);
         let occupant_role = room.occupant_of(from).map(|o| o.role);
         let mut changed = false;

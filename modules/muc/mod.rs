@@ -39,7 +39,7 @@ mod tests;
 
 use crate::module_api::{
     Archive, BareJid, BoxFuture, Component, ConfigDuration, Element, ErrorType, FullJid, Jid, KeyVal, ModuleDescriptor,
-    ModuleError, PeriodicTask, Registrar, ServerHandle, Stanza, StanzaError, StanzaKind, Value, check_section,
+    ModuleError, PeriodicTask, Registrar, ServerHandle, Stanza, StanzaError, StanzaKind, ToBare, Value, check_section,
     expire_archive, iq_reply, now_micros, ns,
 };
 use room::{Room, Saved};
@@ -173,7 +173,7 @@ impl Muc {
         let Some(node) = to.node().map(|n| n.as_str().to_owned()) else {
             return self.to_service(stanza).await;
         };
-        let room_jid = to.to_bare();
+        let room_jid = to.bare();
         let nick = to.resource().map(|r| r.as_str().to_owned());
         match stanza.kind {
             StanzaKind::Presence => match (nick, from.try_into_full()) {

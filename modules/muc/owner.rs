@@ -10,11 +10,13 @@ use super::form::{apply_submission, config_form};
 use super::room::{Affiliation, Room, Whois};
 use super::room_iq::IqOutcome;
 use super::{Muc, NS_OWNER, NS_USER};
-use crate::module_api::{BareJid, Element, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ns, random_id};
+use crate::module_api::{
+    BareJid, Element, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ToBare, ns, random_id,
+};
 
 impl Muc {
     pub(super) async fn owner(&self, room: &mut Room, from: &FullJid, query: &Element, get: bool) -> IqOutcome {
-        if room.affiliation(&from.to_bare()) != Affiliation::Owner {
+        if room.affiliation(&from.bare()) != Affiliation::Owner {
             return Err(StanzaError::forbidden().with_text("only owners configure this room")).into();
         }
         if get {

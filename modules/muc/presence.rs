@@ -12,8 +12,8 @@ use super::occupant::{ItemInfo, occupant_id, presence_of, user_x};
 use super::room::{Affiliation, HistoryItem, Occupant, Role, Room, RoomConfig, Saved, Visit, Whois};
 use super::{Muc, NS_MUC, NS_USER, StorageFailed, registration_required};
 use crate::module_api::{
-    BareJid, Element, ErrorType, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, now_micros, parse_datetime,
-    random_id,
+    BareJid, Element, ErrorType, FullJid, Jid, NS_CLIENT, Stanza, StanzaError, StanzaKind, ToBare, now_micros,
+    parse_datetime, random_id,
 };
 
 /// The codes of an occupant's own presence on entering (§7.2.3, §7.2.12, §10.1.1).
@@ -39,13 +39,13 @@ impl Muc {
                 Err(StorageFailed) => return self.refuse(&stanza, StanzaError::internal_server_error()).await,
                 Ok(Some(lock)) => (lock, false),
                 Ok(None) if !entering => return,
-                Ok(None) if !self.may_create(&from.to_bare()) => {
+                Ok(None) if !self.may_create(&from.bare()) => {
                     let error = StanzaError::not_allowed().with_text("rooms are created by local users only");
                     return self.refuse(&stanza, error).await;
                 }
                 Ok(None) => {
                     let instant = !stanza.el().has_child("x", NS_MUC);
-                    let fresh = self.new_room(room_jid.clone(), &from.to_bare(), instant);
+                    let fresh = self.new_room(room_jid.clone(), &from.bare(), instant);
                     self.create(node, fresh)
                 }
             };
@@ -142,7 +142,7 @@ impl Muc {
 
     /// The entry checks of §7.2.
     fn admit(&self, room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> Result<(), StanzaError> {
-        let account = from.to_bare();
+        let account = from.bare();
         if self.server.is_local_domain(account.domain().as_str()) && self.server.session(from).is_none() {
             // A session that ended while its presence was on the way: nobody to let in.
             return Err(StanzaError::not_acceptable().with_text("this session is gone"));
@@ -280,7 +280,7 @@ fn gone_presence(
 }
 
 fn enter(room: &mut Room, nick: String, from: FullJid, stanza: &Stanza, created: bool, out: &mut Vec<Stanza>) {
-    let account = from.to_bare();
+    let account = from.bare();
     let affiliation = room.affiliation(&account);
     let role = room.default_role(affiliation);
     let visit = Visit { jid: from.clone(), presence: kept_presence(stanza.el()) };
@@ -384,7 +384,7 @@ fn update(room: &mut Room, from: &FullJid, presence: &Element, out: &mut Vec<Sta
 /// A nick change (§7.6): unavailable from the old nick with 303 and the new nick, then
 /// available from the new one.
 fn change_nick(room: &mut Room, from: &FullJid, old: &str, new: String, stanza: &Stanza, out: &mut Vec<Stanza>) {
-    let account = from.to_bare();
+    let account = from.bare();
     if room.occupants.get(&new).is_some_and(|o| o.account != account) {
         out.extend(StanzaError::conflict().with_text("that nickname is in use").reply_to(stanza));
         return;

@@ -5,7 +5,7 @@
 
 use super::room::Room;
 use super::{Muc, NS_ADMIN, NS_MUC, NS_OCCUPANT_ID, NS_OWNER, StorageFailed, form};
-use crate::module_api::{Element, FullJid, Jid, Stanza, StanzaError, iq_reply, ns, random_id};
+use crate::module_api::{Element, FullJid, Jid, Stanza, StanzaError, ToBare, iq_reply, ns, random_id};
 
 /// What an IQ handler of a room gives back: the reply and stanzas for others, in order.
 pub(super) struct IqOutcome {
@@ -63,8 +63,7 @@ impl Muc {
             return Err(StanzaError::bad_request()).into();
         };
         let get = stanza.type_attr() == Some("get");
-        if room.locked && payload.ns != NS_OWNER && room.affiliation(&from.to_bare()) != super::room::Affiliation::Owner
-        {
+        if room.locked && payload.ns != NS_OWNER && room.affiliation(&from.bare()) != super::room::Affiliation::Owner {
             return Err(StanzaError::item_not_found().with_text("no such room")).into();
         }
         match (get, payload.name.as_str(), payload.ns.as_str()) {

@@ -4,7 +4,7 @@ use super::policy;
 use super::restart::{Dedup, RECORD_LOG, RestartCheck, record_entry};
 use crate::module_api::{
     Archive, ArchiveQuery, BareJid, Element, Flow, Jid, KeyVal, NewItem, ServerHandle, SessionRef, Stanza, StanzaError,
-    StanzaKind, Value, add_stanza_id, datetime, now_micros, ns, random_id, stanza_id_by,
+    StanzaKind, ToBare, Value, add_stanza_id, datetime, now_micros, ns, random_id, stanza_id_by,
 };
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ impl Inbox {
         if redelivery || !kept(stanza) {
             return Flow::Continue;
         }
-        let account = to.to_bare();
+        let account = to.bare();
         let Some(user) = account.node().map(|n| n.as_str().to_owned()) else { return Flow::Continue };
         let origin_key = match self.origin_key(stanza).await {
             Ok(key) => key,
@@ -125,7 +125,7 @@ impl Inbox {
         if !kept(stanza) {
             return Flow::Continue;
         }
-        let account = to.to_bare();
+        let account = to.bare();
         let (Some(user), Some(key)) = (account.node().map(|n| n.as_str().to_owned()), stored_key(stanza, &account))
         else {
             return Flow::Continue;
@@ -159,7 +159,7 @@ impl Inbox {
         if offline && self.held(user).await? >= self.max {
             return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
         }
-        let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let with = stanza.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
         let item =
             NewItem { key: Some(key), when: now_micros(), with, value: Value::xml(stanza.to_element().to_bytes("")) };
         self.stored.append_queued(user, item).await;
@@ -229,7 +229,7 @@ impl Inbox {
         let mut stanza = message.clone();
         stanza.set_to(&Jid::from(account.clone()));
         add_stanza_id(&mut stanza, account.as_str(), key);
-        let with = stanza.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let with = stanza.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
         let value = Value::xml(stanza.to_element().to_bytes(""));
         let lock = self.lock_for(user);
         let _guard = lock.lock().await;
@@ -249,7 +249,7 @@ impl Inbox {
     /// Step 3: messages a client has leave the inbox; a record stays of each whose key a
     /// retransmission would have (those with an origin id).
     pub(super) async fn delivered(&self, session: &SessionRef, messages: &[Stanza]) {
-        let account = session.jid.to_bare();
+        let account = session.jid.bare();
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
         let mut keys = Vec::new();
         for message in messages {
@@ -274,7 +274,7 @@ impl Inbox {
     /// The inbox key of a message with an origin id: the same for every retransmission.
     async fn origin_key(&self, message: &Stanza) -> Result<Option<String>, StanzaError> {
         let Some(id) = origin_id(message) else { return Ok(None) };
-        let sender = message.from_ref().map(|f| f.to_bare().to_string()).unwrap_or_default();
+        let sender = message.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
         Ok(Some(key_for_origin(self.secret().await?, &sender, id)))
     }
 

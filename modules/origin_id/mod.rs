@@ -14,7 +14,7 @@
 
 use crate::module_api::{
     BareJid, BoxFuture, Element, Flow, Hook, ModuleDescriptor, ModuleError, Node, Registrar, Stanza, StanzaFromClient,
-    StanzaKind, check_section, ns, priority,
+    StanzaKind, ToBare, check_section, ns, priority,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -81,12 +81,12 @@ impl Hook<StanzaFromClient> for Recent {
             if event.stanza.kind != StanzaKind::Message {
                 return Flow::Continue;
             }
-            strip_forged_stanza_ids(&mut event.stanza, &event.session.jid.to_bare());
+            strip_forged_stanza_ids(&mut event.stanza, &event.session.jid.bare());
             let Some(id) = event.stanza.el().get_child("origin-id", ns::SID).and_then(|o| o.attr("id")) else {
                 return Flow::Continue;
             };
             let to = event.stanza.to_ref().map(|j| j.as_str()).unwrap_or_default();
-            let key = format!("{}\u{0}{to}\u{0}{id}", event.session.jid.to_bare());
+            let key = format!("{}\u{0}{to}\u{0}{id}", event.session.jid.bare());
             if self.first_time(key) {
                 Flow::Continue
             } else {
@@ -99,7 +99,7 @@ impl Hook<StanzaFromClient> for Recent {
 
 /// Removes `<stanza-id/>` elements whose `by` is the addressee's or the sender's bare JID.
 fn strip_forged_stanza_ids(stanza: &mut Stanza, sender: &BareJid) {
-    let addressee = stanza.to_ref().map(|to| to.to_bare());
+    let addressee = stanza.to_ref().map(|to| to.bare());
     let forged = |c: &Element| {
         c.is("stanza-id", ns::SID)
             && c.attr("by")

@@ -2,13 +2,13 @@
 //! §4.5.3, §8.5.2.1.2).
 
 use super::{Presence, log_storage};
-use crate::module_api::{BareJid, Element, Jid, NS_CLIENT, Stanza};
+use crate::module_api::{BareJid, Element, Jid, NS_CLIENT, Stanza, ToBare};
 
 impl Presence {
     pub(super) async fn inbound(&self, stanza: &Stanza, to: &Jid) {
         let Some(from) = stanza.from() else { return };
-        let account = to.to_bare();
-        let contact = from.to_bare();
+        let account = to.bare();
+        let contact = from.bare();
         match stanza.type_attr() {
             None | Some("unavailable") | Some("error") => self.deliver(stanza, to),
             Some("probe") => self.answer_probe(&account, &from).await,
@@ -49,8 +49,8 @@ impl Presence {
     /// with the presence of each available resource, or, when there is none, with
     /// unavailable presence from the bare JID so that the prober knows (§4.3.2.1).
     async fn answer_probe(&self, account: &BareJid, prober: &Jid) {
-        let authorized = match self.roster.get(account, &prober.to_bare()).await {
-            Ok(item) => item.is_some_and(|i| i.subscription.has_from()) || &prober.to_bare() == account,
+        let authorized = match self.roster.get(account, &prober.bare()).await {
+            Ok(item) => item.is_some_and(|i| i.subscription.has_from()) || &prober.bare() == account,
             Err(e) => return log_storage(e),
         };
         if !authorized {
@@ -62,7 +62,7 @@ impl Presence {
             self.send_from(&session, &Stanza::new(crate::module_api::StanzaKind::Presence, el), prober.as_str()).await;
             answered = true;
         }
-        if !answered && &prober.to_bare() != account {
+        if !answered && &prober.bare() != account {
             let unavailable = Element::new("presence", NS_CLIENT)
                 .with_attr("type", "unavailable")
                 .with_attr("from", account.as_str())

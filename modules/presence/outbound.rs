@@ -1,7 +1,9 @@
 //! Presence sent by a local client (RFC 6121 §3.1.2, §3.2.2, §3.3.2, §3.4, §4.2, §4.4, §4.6).
 
 use super::{Presence, log_storage};
-use crate::module_api::{BareJid, Element, InitialPresence, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, Value};
+use crate::module_api::{
+    BareJid, Element, InitialPresence, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, ToBare, Value,
+};
 
 /// The priority of an available presence (§4.7.2.3), clamped to −128..=127, default 0.
 fn priority_of(el: &Element) -> i8 {
@@ -19,7 +21,7 @@ impl Presence {
             (None, _) => {}
             (Some(to), None | Some("unavailable")) => self.directed(session, stanza, to).await,
             (Some(to), Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
-                self.subscription_out(&session.jid.to_bare(), &to.to_bare(), kind, stanza).await;
+                self.subscription_out(&session.jid.bare(), &to.bare(), kind, stanza).await;
             }
             (Some(_), Some("error")) => self.server.route(stanza.clone()).await,
             // Clients do not send probes (§4.3); anything else is not presence we know.
@@ -46,7 +48,7 @@ impl Presence {
                 std::mem::take(&mut state.directed_to)
             }
         };
-        let account = session.jid.to_bare();
+        let account = session.jid.bare();
         let items = self.roster.items(&account).await.unwrap_or_else(|e| {
             log_storage(e);
             Vec::new()
@@ -60,9 +62,7 @@ impl Presence {
             }
         }
         for target in directed {
-            if !items
-                .iter()
-                .any(|(c, i)| i.subscription.has_from() && Some(c.as_str()) == Some(target.to_bare().as_str()))
+            if !items.iter().any(|(c, i)| i.subscription.has_from() && Some(c.as_str()) == Some(target.bare().as_str()))
             {
                 self.send_from(session, &presence, target.as_str()).await;
             }

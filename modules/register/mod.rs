@@ -8,7 +8,7 @@
 
 use crate::module_api::{
     AccountError, BareJid, BoxFuture, Element, FeatureStage, IqHandler, IqKind, IqRequest, IqResult, IqTarget,
-    ModuleDescriptor, ModuleError, NS_CLIENT, Registrar, ServerHandle, StanzaError, check_section, ns,
+    ModuleDescriptor, ModuleError, NS_CLIENT, Registrar, ServerHandle, StanzaError, ToBare, check_section, ns,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -114,7 +114,7 @@ impl Register {
     }
 
     async fn change_password(&self, iq: &IqRequest) -> IqResult {
-        let account = iq.from.to_bare();
+        let account = iq.from.bare();
         let Some(password) = field(&iq.payload, "password") else {
             return Err(StanzaError::bad_request().with_text("password is required"));
         };
@@ -128,7 +128,7 @@ impl Register {
     }
 
     async fn remove(&self, iq: &IqRequest) -> IqResult {
-        let account = iq.from.to_bare();
+        let account = iq.from.bare();
         if let Some(session) = &iq.session {
             let mut result =
                 Element::new("iq", NS_CLIENT).with_attr("type", "result").with_attr("to", session.jid.as_str());

@@ -1,7 +1,7 @@
 //! `jabber:iq:roster` get and set (RFC 6121 §2.1.3, §2.3, §2.5).
 
 use super::items::{Item, Roster};
-use crate::module_api::{BareJid, BoxFuture, Element, IqHandler, IqKind, IqRequest, IqResult, StanzaError, ns};
+use crate::module_api::{BareJid, BoxFuture, Element, IqHandler, IqKind, IqRequest, IqResult, StanzaError, ToBare, ns};
 use std::sync::Arc;
 
 pub(super) struct RosterQuery {
@@ -11,7 +11,7 @@ pub(super) struct RosterQuery {
 impl IqHandler for RosterQuery {
     fn handle<'a>(&'a self, iq: &'a IqRequest) -> BoxFuture<'a, IqResult> {
         Box::pin(async move {
-            let account = iq.from.to_bare();
+            let account = iq.from.bare();
             match iq.kind {
                 IqKind::Get => self.get(iq, &account).await,
                 IqKind::Set => self.set(iq, &account).await,

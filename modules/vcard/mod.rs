@@ -3,7 +3,7 @@
 
 use crate::module_api::{
     BoxFuture, Element, IqHandler, IqKind, IqRequest, IqResult, IqTarget, KeyVal, ModuleDescriptor, ModuleError,
-    NoOptions, Registrar, ServerHandle, StanzaError, Value, check_section, ns,
+    NoOptions, Registrar, ServerHandle, StanzaError, ToBare, Value, check_section, ns,
 };
 use std::sync::Arc;
 
@@ -49,7 +49,7 @@ impl IqHandler for VCards {
                 self.store.set(&user, Some(&value)).await.map_err(internal)?;
                 return Ok(None);
             }
-            if !self.server.account_exists(&iq.to.to_bare()).await.map_err(internal)? {
+            if !self.server.account_exists(&iq.to.bare()).await.map_err(internal)? {
                 return Err(StanzaError::service_unavailable());
             }
             match self.store.get(&user).await.map_err(internal)? {

@@ -8,6 +8,7 @@
 
 use super::connection::{Conn, Exit, Transport};
 use crate::module_api::{Flow, random_id};
+use crate::router::bare::ToBare;
 use crate::router::error::StanzaError;
 use crate::router::events::{MessagesDelivered, SessionBound, SessionClosed};
 use crate::router::stanza::{EnvelopeError, NS_CLIENT, Stanza};
@@ -125,7 +126,7 @@ async fn end_session(server: &Server, session: &SessionRef, unwritten: Vec<Outbo
 /// another resource, or to offline storage (XEP-0198 §5, "treat as undeliverable"). Copies the
 /// server made for this account itself (from its bare JID, such as carbons) are not.
 async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, unwritten: Vec<Outbound>) {
-    let account = session.jid.to_bare();
+    let account = session.jid.bare();
     let stanzas = unacked.into_iter().chain(unwritten.into_iter().filter_map(|o| match o {
         Outbound::Stanza(stanza) => Some(*stanza),
         Outbound::Close(_) => None,
@@ -133,7 +134,7 @@ async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, un
     for stanza in stanzas {
         let reroutable = stanza.kind == crate::router::stanza::StanzaKind::Message
             && !matches!(stanza.type_attr(), Some("error" | "groupchat" | "headline"))
-            && stanza.from().is_some_and(|f| !(f.is_bare() && f.to_bare() == account));
+            && stanza.from().is_some_and(|f| !(f.is_bare() && f.bare() == account));
         if reroutable {
             crate::router::redeliver(server, stanza).await;
         }

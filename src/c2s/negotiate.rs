@@ -13,6 +13,7 @@
 use super::auth::{AuthOutcome, authenticate};
 use super::connection::{Conn, Exit, Transport};
 use crate::module_api::{FeatureStage, IqKind, IqTarget, random_id};
+use crate::router::bare::ToBare;
 use crate::router::stanza::{NS_CLIENT, Stanza};
 use crate::server::Server;
 use crate::session::SessionRef;
@@ -277,7 +278,7 @@ async fn resume<S: Transport>(
     let h = request.attr("h").and_then(|h| h.parse::<u32>().ok());
     let found = request.attr("previd").and_then(|id| server.sessions.resumable(id));
     let session = match (found, h) {
-        (Some(session), Some(h)) if &session.jid.to_bare() == account && session.sm().can_resume(h) => session,
+        (Some(session), Some(h)) if &session.jid.bare() == account && session.sm().can_resume(h) => session,
         _ => {
             conn.send(
                 format!(

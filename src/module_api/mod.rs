@@ -18,6 +18,7 @@ pub use datetime::{datetime, parse_datetime};
 
 pub use crate::config::{ByteSize, ConfigDuration, ModuleSectionCheck};
 pub use crate::events::{BoxFuture, Event, EventBus, Flow, Hook, priority};
+pub use crate::router::bare::ToBare;
 pub use crate::router::error::{ErrorType, StanzaError};
 pub use crate::router::events::*;
 pub use crate::router::iq::reply as iq_reply;

@@ -21,6 +21,7 @@ use super::stanza::Stanza;
 use super::{bounce, route};
 use crate::events::Flow;
 use crate::module_api::HostModules;
+use crate::router::bare::ToBare;
 use crate::server::Server;
 use crate::session::SessionRef;
 use jid::{BareJid, Jid};
@@ -33,7 +34,7 @@ pub async fn message(server: &Server, host: &HostModules, mut stanza: Stanza, to
     {
         if session.is_catching_up() {
             // Kept in the store, it reaches the session with the stored messages, in order.
-            return undeliverable(server, host, stanza, full.to_bare()).await;
+            return undeliverable(server, host, stanza, full.bare()).await;
         }
         // A session closing right now gives the message back; it then goes by the bare rules.
         match session.try_send(stanza) {
@@ -46,7 +47,7 @@ pub async fn message(server: &Server, host: &HostModules, mut stanza: Stanza, to
         "groupchat" => return bounce(server, &stanza, StanzaError::service_unavailable()).await,
         _ => {}
     }
-    let account = to.to_bare();
+    let account = to.bare();
     let targets = available_non_negative(&server.sessions.of_account(&account));
     if send_to_all(&targets, &stanza) > 0 {
         return;

@@ -11,6 +11,7 @@
 //! 4. Whatever no one handled gets the single default: `service-unavailable` for messages and
 //!    get/set IQs, silence for errors, results and presence.
 
+pub mod bare;
 pub mod delivery;
 pub mod error;
 pub mod events;
@@ -21,6 +22,7 @@ use crate::events::{BoxFuture, Flow};
 use crate::module_api::HostModules;
 use crate::server::Server;
 use crate::session::SessionRef;
+use bare::ToBare;
 use error::StanzaError;
 use events::{InboundPresence, MessageToLocal, OutboundPresence, StanzaFromClient};
 use futures_util::FutureExt;
@@ -59,7 +61,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza, origin: Option<&'a SessionR
             Some(to) => to,
             // RFC 6120 §10.3: no `to` means the sender's own account.
             None => match stanza.from() {
-                Some(from) => Jid::from(from.to_bare()),
+                Some(from) => Jid::from(from.bare()),
                 None => return,
             },
         };
@@ -131,7 +133,7 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
         return;
     };
     let sender = stanza.from();
-    let (stanza, to) = if to.node().is_some() && sender.as_ref().map(|f| f.to_bare()) != Some(to.to_bare()) {
+    let (stanza, to) = if to.node().is_some() && sender.as_ref().map(|f| f.bare()) != Some(to.bare()) {
         let mut event = events::IqToAccount { stanza, to };
         if host.bus.fire(&mut event).await == Flow::Handled {
             return;
@@ -151,7 +153,7 @@ async fn route_iq(server: &Server, host: &HostModules, stanza: Stanza, to: Jid, 
     }
     let target = if to.node().is_none() {
         IqTarget::Host
-    } else if sender.as_ref().map(|f| f.to_bare()) == Some(to.to_bare()) {
+    } else if sender.as_ref().map(|f| f.bare()) == Some(to.bare()) {
         IqTarget::Account
     } else {
         IqTarget::Bare

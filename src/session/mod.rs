@@ -7,6 +7,7 @@
 
 pub mod sm;
 
+use crate::router::bare::ToBare;
 use crate::router::stanza::{Stanza, StanzaKind};
 use crate::xml::Element;
 use jid::{BareJid, FullJid};
@@ -275,7 +276,7 @@ impl SessionTable {
             generation: AtomicU64::new(0),
         });
         let mut table = self.table();
-        let list = table.entry(jid.to_bare()).or_default();
+        let list = table.entry(jid.bare()).or_default();
         let replaced = list.iter().position(|s| s.jid == jid).map(|i| list.swap_remove(i));
         list.push(session.clone());
         (session, replaced)
@@ -289,7 +290,7 @@ impl SessionTable {
             self.resumable.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         }
         let mut table = self.table();
-        let bare = session.jid.to_bare();
+        let bare = session.jid.bare();
         if let Some(list) = table.get_mut(&bare) {
             list.retain(|s| s.id != session.id);
             if list.is_empty() {
@@ -317,7 +318,7 @@ impl SessionTable {
 
     /// The session bound to a full JID.
     pub fn get(&self, jid: &FullJid) -> Option<SessionRef> {
-        self.table().get(&jid.to_bare())?.iter().find(|s| &s.jid == jid).cloned()
+        self.table().get(&jid.bare())?.iter().find(|s| &s.jid == jid).cloned()
     }
 
     /// Whether a resource is in use.

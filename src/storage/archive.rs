@@ -1,6 +1,7 @@
 //! The archive shape: append-only, ordered lists of items per user and store.
 
 use super::commit::{GroupCommit, Write};
+use super::dialect::Backend;
 use super::error::StorageError;
 use super::keyval::decode_value;
 use super::sql::{Bounds, Sql, push_archive_filter, random_key};
@@ -115,14 +116,15 @@ pub struct Page {
 #[derive(Clone, Debug)]
 pub struct Archive {
     pool: AnyPool,
+    backend: Backend,
     host: String,
     store: String,
     commits: Arc<GroupCommit>,
 }
 
 impl Archive {
-    pub(crate) fn new(pool: AnyPool, commits: Arc<GroupCommit>, host: &str, store: &str) -> Archive {
-        Archive { pool, host: host.to_owned(), store: store.to_owned(), commits }
+    pub(crate) fn new(pool: AnyPool, backend: Backend, commits: Arc<GroupCommit>, host: &str, store: &str) -> Archive {
+        Archive { pool, backend, host: host.to_owned(), store: store.to_owned(), commits }
     }
 
     /// The host this handle is scoped to.
@@ -165,12 +167,18 @@ impl Archive {
 
     /// Inserts items into their archives on `conn` with one statement, skipping those whose key
     /// is taken (see [`append_queued`](Self::append_queued)). Rows go in in the order given.
-    pub(crate) async fn insert_rows(conn: &mut AnyConnection, rows: &[ArchiveRow<'_>]) -> Result<(), StorageError> {
+    pub(crate) async fn insert_rows(
+        conn: &mut AnyConnection,
+        backend: Backend,
+        rows: &[ArchiveRow<'_>],
+    ) -> Result<(), StorageError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut sql =
-            Sql::new("INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) VALUES ");
+        let mut sql = Sql::new(
+            backend,
+            "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) VALUES ",
+        );
         for (i, row) in rows.iter().enumerate() {
             let item = row.item;
             let key = match &item.key {
@@ -231,7 +239,7 @@ impl Archive {
     /// of the match (or from its end when `reverse`), oldest first.
     pub async fn find(&self, user: &str, query: &ArchiveQuery) -> Result<Page, StorageError> {
         let bounds = self.bounds(user, query).await?;
-        let mut sql = Sql::new(ITEM_COLUMNS);
+        let mut sql = Sql::new(self.backend, ITEM_COLUMNS);
         push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
         sql.push(if query.reverse { " ORDER BY sort_id DESC" } else { " ORDER BY sort_id ASC" });
         if let Some(limit) = query.limit {
@@ -258,7 +266,7 @@ impl Archive {
     /// `after` and `before` are not (clear them for an RSM total).
     pub async fn count(&self, user: &str, query: &ArchiveQuery) -> Result<usize, StorageError> {
         let bounds = self.bounds(user, query).await?;
-        let mut sql = Sql::new("SELECT COUNT(*) FROM archive");
+        let mut sql = Sql::new(self.backend, "SELECT COUNT(*) FROM archive");
         push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
         let row = sql.build().fetch_one(&self.pool).await?;
         let count: i64 = row.try_get(0)?;
@@ -267,7 +275,7 @@ impl Archive {
 
     /// The item with `key` in `user`'s archive, or `None`.
     pub async fn get(&self, user: &str, key: &str) -> Result<Option<ArchivedItem>, StorageError> {
-        let mut sql = Sql::new(ITEM_COLUMNS);
+        let mut sql = Sql::new(self.backend, ITEM_COLUMNS);
         sql.push(" WHERE host = ")
             .text(self.host.as_str())
             .push(" AND username = ")
@@ -284,7 +292,7 @@ impl Archive {
     /// ignored); returns how many were removed.
     pub async fn delete(&self, user: &str, query: &ArchiveQuery) -> Result<u64, StorageError> {
         let bounds = self.bounds(user, query).await?;
-        let mut sql = Sql::new("DELETE FROM archive");
+        let mut sql = Sql::new(self.backend, "DELETE FROM archive");
         push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
         Ok(sql.build().execute(&self.pool).await?.rows_affected())
     }
@@ -311,7 +319,7 @@ impl Archive {
         let mut removed = 0;
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
-            let mut sql = Sql::new("DELETE FROM archive");
+            let mut sql = Sql::new(self.backend, "DELETE FROM archive");
             push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
             removed += sql.build().execute(&mut *conn).await?.rows_affected();
         }

@@ -210,11 +210,11 @@ async fn committer(commits: Arc<GroupCommit>, pool: AnyPool, backend: Backend) {
         commits.room.notify_waiters();
         let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
         let started = std::time::Instant::now();
-        let outcome = commit_batch(&pool, &writes).await;
+        let outcome = commit_batch(&pool, backend, &writes).await;
         tracing::trace!(writes = writes.len(), elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = outcome {
             tracing::warn!(error = %e, writes = batch.len(), "group commit failed; retrying write by write");
-            commit_one_by_one(&pool, &batch).await;
+            commit_one_by_one(&pool, backend, &batch).await;
         }
         commits.committed.send_replace(last);
         if backend == Backend::Postgres {
@@ -261,13 +261,13 @@ const ROWS_PER_INSERT: usize = 32;
 /// Running every deletion before the remaining appends leaves what queue order leaves: a
 /// deletion removes the older item with its key (as it would after an append that found the
 /// key taken and added nothing), and an append queued after a deletion of its key still lands.
-async fn commit_batch(pool: &AnyPool, writes: &[&Write]) -> Result<(), StorageError> {
+async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<(), StorageError> {
     let mut tx = pool.begin().await?;
     for ((archive, user), keys) in grouped_deletes(writes) {
         archive.delete_keys_on(&mut tx, user, &keys).await?;
     }
     for rows in surviving_appends(writes).chunks(ROWS_PER_INSERT) {
-        Archive::insert_rows(&mut tx, rows).await?;
+        Archive::insert_rows(&mut tx, backend, rows).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -310,12 +310,12 @@ fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<((&'a Archive, &'a str), Vec
     groups
 }
 
-async fn commit_one_by_one(pool: &AnyPool, batch: &[(u64, Write)]) {
+async fn commit_one_by_one(pool: &AnyPool, backend: Backend, batch: &[(u64, Write)]) {
     for (seq, write) in batch {
         let mut attempts = 0;
         let mut backoff = Duration::from_millis(10);
         loop {
-            match commit_batch(pool, &[write]).await {
+            match commit_batch(pool, backend, &[write]).await {
                 Ok(()) => break,
                 Err(e) if is_unstorable(&e) => {
                     attempts += 1;

@@ -9,7 +9,9 @@
 //! - connection set-up: SQLite's pragmas, which its `Any` URL cannot carry;
 //! - pool sizing, because each connection to `sqlite::memory:` is a separate database;
 //! - the migration set, whose DDL differs (`INTEGER PRIMARY KEY AUTOINCREMENT` against
-//!   `GENERATED ALWAYS AS IDENTITY`, `BLOB` against `BYTEA`, byte-order collation).
+//!   `GENERATED ALWAYS AS IDENTITY`, `BLOB` against `BYTEA`, byte-order collation);
+//! - the placeholders of statements assembled at run time with many values (`?` for SQLite,
+//!   see the `sql` module for why).
 
 use super::error::StorageError;
 use sqlx::any::AnyPoolOptions;

@@ -102,7 +102,7 @@ impl Storage {
 
     /// The archive store `store` of virtual host `host`.
     pub fn archive(&self, host: &str, store: &str) -> Archive {
-        Archive::new(self.pool.clone(), self.commits.clone(), host, store)
+        Archive::new(self.pool.clone(), self.backend, self.commits.clone(), host, store)
     }
 
     /// Removes everything `user` of `host` has in any store of any shape, in one transaction:

@@ -225,7 +225,12 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// CPU seconds this process used (user + system), from /proc (clock ticks of 1/100 s).
 pub(crate) fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds("self")
+}
+
+/// CPU seconds (user + system) the process `pid` ("self" for this one) has used so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -276,6 +281,8 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = pid.and_then(rss_kib);
     let cpu_before = own_cpu_seconds();
+    let server_cpu = || pid.map(|p| cpu_seconds(&p.to_string()));
+    let server_cpu_before = server_cpu();
     let gate = Arc::new(Semaphore::new(common.concurrency));
     let failed = Arc::new(AtomicUsize::new(0));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -306,6 +313,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     }
     let elapsed = start.elapsed().as_secs_f64();
     let bench_cpu = own_cpu_seconds() - cpu_before;
+    let server_cpu = server_cpu().zip(server_cpu_before).map(|(after, before)| after - before);
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let rss_after = pid.and_then(rss_kib);
     let failed = failed.load(Ordering::Relaxed);
@@ -317,13 +325,14 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     let json = format!(
         "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
          \"mechanism\":\"{}\",\"tls\":\"{}\",\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
-         \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu:.2}}}",
+         \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{}}}",
         target.mech.name(),
         if common.direct_tls { "direct" } else { "starttls" },
         established as f64 / elapsed,
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
         per_session.map_or("null".into(), |v| format!("{v:.2}")),
+        server_cpu.map_or("null".into(), |v| format!("{v:.2}")),
     );
     println!("{json}");
     Ok(())
