@@ -228,6 +228,28 @@ pub async fn archive_append_deleted_in_one_batch_is_not_written(s: Storage) {
     assert_eq!(left, [("kept", b"stays".as_slice()), ("new", b"sent again".as_slice())]);
 }
 
+pub async fn archive_queued_deletions_across_accounts_remove_only_their_keys(s: Storage) {
+    let (inbox, records) = (s.archive(HOST, "offline"), s.archive(HOST, "delivered"));
+    let users: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
+    for user in &users {
+        for key in ["a", "b"] {
+            inbox.append_queued(user, item(Some(key), 1, ROMEO, Value::text(key))).await;
+        }
+        records.append_queued(user, item(Some("a"), 1, ROMEO, Value::text("other store"))).await;
+    }
+    s.commits().flush().await;
+    // 300 deletions in one flush: several statements of different sizes, spanning accounts.
+    for user in &users {
+        inbox.delete_queued(user, vec!["a".into(), "missing".into()]).await;
+    }
+    s.commits().flush().await;
+    for user in &users {
+        let left = inbox.find(user, &q()).await.unwrap().items;
+        assert_eq!(left.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["b"], "{user}");
+        assert!(records.get(user, "a").await.unwrap().is_some(), "{user}: another store keeps its item");
+    }
+}
+
 pub async fn archive_paging_by_position_survives_removed_items(s: Storage) {
     let archive = s.archive(HOST, "offline");
     for i in 0..5 {
