@@ -110,6 +110,7 @@ contract!(
     archive_queued_write_rejected_by_the_database_is_dropped_alone,
     archive_append_deleted_in_one_batch_is_not_written,
     archive_queued_deletions_across_accounts_remove_only_their_keys,
+    archive_log_entries_of_one_batch_share_a_row,
     archive_paging_by_position_survives_removed_items,
 );
 

@@ -278,16 +278,10 @@ impl Inbox {
         Ok(Some(key_for_origin(self.secret().await?, &sender, id)))
     }
 
-    /// Queues the record that `user` has the message with `key`.
+    /// Queues the record that `user` has the message with `key`: a line of the record log
+    /// (the records of one commit batch share one row).
     async fn record_delivery(&self, user: &str, key: &str) {
-        let when = now_micros();
-        let item = NewItem {
-            key: Some(format!("{when:016x}{}", random_id(6))),
-            when,
-            with: String::new(),
-            value: Value::text(record_entry(user, key)),
-        };
-        self.records.append_queued(RECORD_LOG, item).await;
+        self.records.log_queued(RECORD_LOG, record_entry(user, key)).await;
     }
 
     /// Step 4: sends the stored messages to a session that just became available.

@@ -16,7 +16,8 @@
 //!    no resource takes it: it is already stored.
 //! 3. When a client has it ([`MessagesDelivered`]: acknowledged under XEP-0198, or written to a
 //!    client without it), the item leaves `offline`. A message whose key came from its origin
-//!    id leaves a record in the `delivered` log (account and key), long enough to recognise
+//!    id leaves a record in the `delivered` log (a line naming account and key; the records
+//!    of one commit batch share a row), long enough to recognise
 //!    the message if its sender sends it again. A message handed to its recipient before its
 //!    commit came round is thus not written at all (see `storage::commit`), only its record.
 //! 4. On [`InitialPresence`] (non-negative priority) the stored messages are sent to the new

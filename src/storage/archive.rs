@@ -342,6 +342,17 @@ impl Archive {
         self.commits.enqueue(write).await
     }
 
+    /// Queues `entry` (one line, no `\n`) for a log kept in `user`'s archive. The entries of
+    /// one commit batch share one item: its value is the entries in queue order, one per
+    /// line, its `when` the commit's time and its key that time in hexadecimal followed by a
+    /// random part, so that items sort by time and each lands at the end of the indexes.
+    /// A record per event costs a row with all of the table's index entries; this costs one
+    /// row per batch. Readers split each item's value into lines.
+    pub async fn log_queued(&self, user: &str, entry: String) -> u64 {
+        let write = Write::Log { archive: self.clone(), user: user.to_owned(), entry };
+        self.commits.enqueue(write).await
+    }
+
     /// The group commit this archive's queued writes go through.
     pub fn commits(&self) -> &GroupCommit {
         &self.commits

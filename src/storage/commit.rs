@@ -26,6 +26,8 @@
 use super::archive::{Archive, ArchiveRow, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
+use super::sql::random_key;
+use super::value::Value;
 use sqlx::AnyPool;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -52,6 +54,8 @@ pub(crate) enum Write {
     Append { archive: Archive, user: String, item: NewItem },
     /// Delete the items with these keys from `user`'s `archive`.
     Delete { archive: Archive, user: String, keys: Vec<String> },
+    /// Add a line to the log in `user`'s `archive` (see [`Archive::log_queued`]).
+    Log { archive: Archive, user: String, entry: String },
 }
 
 /// The queue and watermark shared by every handle of one [`super::Storage`].
@@ -238,7 +242,7 @@ struct Statistics {
 
 impl Statistics {
     async fn after_commit(&mut self, pool: &AnyPool, writes: &[&Write]) {
-        self.appended += writes.iter().filter(|w| matches!(w, Write::Append { .. })).count() as u64;
+        self.appended += writes.iter().filter(|w| !matches!(w, Write::Delete { .. })).count() as u64;
         let threshold = self.next_analyze.max(1_000);
         if self.appended < threshold {
             return;
@@ -254,7 +258,8 @@ impl Statistics {
 const ROWS_PER_INSERT: usize = 32;
 
 /// Applies a batch in one transaction: its deletions first, one statement per archive and
-/// account, then its appends in queue order, a few hundred rows per statement.
+/// account, then its appends in queue order, a few hundred rows per statement, with one row
+/// per log holding the batch's lines for it (see [`Archive::log_queued`]).
 ///
 /// An append followed in the same batch by a deletion of its key (a message put into the inbox
 /// and handed to its recipient's client before the commit came round) is not written at all.
@@ -262,11 +267,19 @@ const ROWS_PER_INSERT: usize = 32;
 /// deletion removes the older item with its key (as it would after an append that found the
 /// key taken and added nothing), and an append queued after a deletion of its key still lands.
 async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<(), StorageError> {
+    let logs = log_items(writes)?;
+    let mut rows = surviving_appends(writes);
+    rows.extend(logs.iter().map(|(archive, user, item)| ArchiveRow {
+        host: archive.host(),
+        store: archive.store(),
+        user,
+        item,
+    }));
     let mut tx = pool.begin().await?;
     for ((archive, user), keys) in grouped_deletes(writes) {
         archive.delete_keys_on(&mut tx, user, &keys).await?;
     }
-    for rows in surviving_appends(writes).chunks(ROWS_PER_INSERT) {
+    for rows in rows.chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, backend, rows).await?;
     }
     tx.commit().await?;
@@ -282,6 +295,7 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
             Write::Delete { archive, user, keys } => {
                 deleted_later.extend(keys.iter().map(|k| (archive.host(), archive.store(), user.as_str(), k.as_str())));
             }
+            Write::Log { .. } => {}
             Write::Append { archive, user, item } => {
                 let (host, store, user) = (archive.host(), archive.store(), user.as_str());
                 let undone = item.key.as_deref().is_some_and(|key| deleted_later.contains(&(host, store, user, key)));
@@ -293,6 +307,34 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
     }
     rows.reverse();
     rows
+}
+
+/// The batch's log entries as new items: one per archive and account, holding its entries in
+/// queue order, one per line.
+fn log_items<'a>(writes: &[&'a Write]) -> Result<Vec<(&'a Archive, &'a str, NewItem)>, StorageError> {
+    let mut logs: Vec<(&'a Archive, &'a str, String)> = Vec::new();
+    for write in writes {
+        let Write::Log { archive, user, entry } = write else { continue };
+        let found = logs
+            .iter_mut()
+            .find(|(a, u, _)| (a.host(), a.store(), *u) == (archive.host(), archive.store(), user.as_str()));
+        match found {
+            Some((_, _, lines)) => {
+                lines.push('\n');
+                lines.push_str(entry);
+            }
+            None => logs.push((archive, user.as_str(), entry.clone())),
+        }
+    }
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    logs.into_iter()
+        .map(|(archive, user, lines)| {
+            let key = format!("{when:016x}{}", random_key()?);
+            Ok((archive, user, NewItem { key: Some(key), when, with: String::new(), value: Value::text(lines) }))
+        })
+        .collect()
 }
 
 /// The batch's deletions, keys merged per archive and account (in first-seen order).

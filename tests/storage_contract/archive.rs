@@ -250,6 +250,28 @@ pub async fn archive_queued_deletions_across_accounts_remove_only_their_keys(s: 
     }
 }
 
+pub async fn archive_log_entries_of_one_batch_share_a_row(s: Storage) {
+    let log = s.archive(HOST, "delivered");
+    let entries: Vec<String> = (0..200).map(|i| format!("u{i}/k{i}")).collect();
+    for entry in &entries {
+        log.log_queued(" log", entry.clone()).await;
+    }
+    // Another account's log and another store stay apart.
+    log.log_queued("juliet", "own".into()).await;
+    s.archive(HOST, "offline").log_queued(" log", "elsewhere".into()).await;
+    s.commits().flush().await;
+    let items = log.find(" log", &q()).await.unwrap().items;
+    let lines: Vec<&str> = items.iter().flat_map(|i| std::str::from_utf8(&i.value.data).unwrap().lines()).collect();
+    assert_eq!(lines, entries, "every entry once, in queue order");
+    // Queued within the committer's gathering time, they went in one or a few batches.
+    assert!(items.len() < entries.len() / 10, "{} rows for {} entries", items.len(), entries.len());
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sort by time: {keys:?}");
+    let own = log.find("juliet", &q()).await.unwrap().items;
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].value.data, b"own");
+}
+
 pub async fn archive_paging_by_position_survives_removed_items(s: Storage) {
     let archive = s.archive(HOST, "offline");
     for i in 0..5 {
