@@ -194,7 +194,8 @@ def offline_table(runs, medians):
 
 
 def ratios(medians):
-    rows = [("login", "logins per second"), ("login capacity", "logins per second of server CPU"), ("memory", "memory per idle session (theirs / ours)"),
+    rows = [("login", "logins per second"), ("login capacity", "logins per second of server CPU"),
+            ("memory", "memory per idle session (theirs / ours)"),
             ("chat", "chat"), ("chat-sm", "chat-sm (durable on Starling)"), ("chat-archive", "chat-archive"),
             ("muc", "muc deliveries per second"), ("muc join", "muc join speed"),
             ("offline store", "offline: messages stored per second"),
