@@ -30,6 +30,7 @@ pub use crate::session::{PresenceState, SessionRef};
 #[cfg(test)]
 pub use crate::storage::Storage;
 pub use crate::storage::accounts::AccountError;
+pub use crate::storage::now_micros;
 pub use crate::storage::{Archive, ArchiveQuery, ArchivedItem, KeyVal, Map, NewItem, StorageError, Value, ValueKind};
 pub use crate::xml::{Element, Node};
 pub use jid::{BareJid, FullJid, Jid};
@@ -89,12 +90,6 @@ pub fn check_section<T: serde::de::DeserializeOwned>(path: &str, table: &toml::T
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct NoOptions {}
-
-/// The current time in microseconds since the Unix epoch (storage timestamps).
-pub fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
 
 /// Deletes the items of `store` older than `keep` as of `now` (Unix microseconds; a parameter
 /// so that tests set the clock), logging what it did: the body of modules' expiry jobs.

@@ -314,11 +314,12 @@ impl Archive {
         &self,
         conn: &mut AnyConnection,
         user: &str,
-        keys: &[String],
+        keys: &[impl AsRef<str>],
     ) -> Result<u64, StorageError> {
         let mut removed = 0;
         for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-            let query = ArchiveQuery { ids: Some(chunk.to_vec()), ..ArchiveQuery::default() };
+            let ids = chunk.iter().map(|key| key.as_ref().to_owned()).collect();
+            let query = ArchiveQuery { ids: Some(ids), ..ArchiveQuery::default() };
             let mut sql = Sql::new(self.backend, "DELETE FROM archive");
             push_archive_filter(&mut sql, &self.host, user, &self.store, &query, Bounds::default());
             removed += sql.build().execute(&mut *conn).await?.rows_affected();

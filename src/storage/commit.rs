@@ -26,6 +26,7 @@
 use super::archive::{Archive, ArchiveRow, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
+use super::now_micros;
 use super::sql::random_key;
 use super::value::Value;
 use sqlx::AnyPool;
@@ -276,7 +277,7 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Re
         item,
     }));
     let mut tx = pool.begin().await?;
-    for ((archive, user), keys) in grouped_deletes(writes) {
+    for (archive, user, keys) in grouped_deletes(writes) {
         archive.delete_keys_on(&mut tx, user, &keys).await?;
     }
     for rows in rows.chunks(ROWS_PER_INSERT) {
@@ -312,42 +313,41 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
 /// The batch's log entries as new items: one per archive and account, holding its entries in
 /// queue order, one per line.
 fn log_items<'a>(writes: &[&'a Write]) -> Result<Vec<(&'a Archive, &'a str, NewItem)>, StorageError> {
-    let mut logs: Vec<(&'a Archive, &'a str, String)> = Vec::new();
-    for write in writes {
-        let Write::Log { archive, user, entry } = write else { continue };
-        let found = logs
-            .iter_mut()
-            .find(|(a, u, _)| (a.host(), a.store(), *u) == (archive.host(), archive.store(), user.as_str()));
-        match found {
-            Some((_, _, lines)) => {
-                lines.push('\n');
-                lines.push_str(entry);
-            }
-            None => logs.push((archive, user.as_str(), entry.clone())),
-        }
-    }
-    let when = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    logs.into_iter()
+    let entries = writes.iter().filter_map(|write| match write {
+        Write::Log { archive, user, entry } => Some((archive, user.as_str(), entry.as_str())),
+        _ => None,
+    });
+    let when = now_micros();
+    per_account(entries)
+        .into_iter()
         .map(|(archive, user, lines)| {
             let key = format!("{when:016x}{}", random_key()?);
-            Ok((archive, user, NewItem { key: Some(key), when, with: String::new(), value: Value::text(lines) }))
+            let value = Value::text(lines.join("\n"));
+            Ok((archive, user, NewItem { key: Some(key), when, with: String::new(), value }))
         })
         .collect()
 }
 
-/// The batch's deletions, keys merged per archive and account (in first-seen order).
-fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<((&'a Archive, &'a str), Vec<String>)> {
-    let mut groups: Vec<((&'a Archive, &'a str), Vec<String>)> = Vec::new();
+/// The batch's deletions, keys merged per archive and account.
+fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<(&'a Archive, &'a str, Vec<&'a String>)> {
+    let deletions = writes.iter().filter_map(|write| match write {
+        Write::Delete { archive, user, keys } => Some((archive, user.as_str(), keys)),
+        _ => None,
+    });
+    per_account(deletions.flat_map(|(archive, user, keys)| keys.iter().map(move |key| (archive, user, key))))
+}
+
+/// `items` grouped by the archive and account each belongs to, groups in first-seen order and
+/// items in queue order within them.
+fn per_account<'a, T>(items: impl Iterator<Item = (&'a Archive, &'a str, T)>) -> Vec<(&'a Archive, &'a str, Vec<T>)> {
+    let mut groups: Vec<(&'a Archive, &'a str, Vec<T>)> = Vec::new();
     let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    for write in writes {
-        let Write::Delete { archive, user, keys } = write else { continue };
+    for (archive, user, item) in items {
         let slot = *index.entry((archive.host(), archive.store(), user)).or_insert_with(|| {
-            groups.push(((archive, user.as_str()), Vec::new()));
+            groups.push((archive, user, Vec::new()));
             groups.len() - 1
         });
-        groups[slot].1.extend(keys.iter().cloned());
+        groups[slot].2.push(item);
     }
     groups
 }

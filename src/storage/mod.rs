@@ -39,6 +39,12 @@ pub use map::Map;
 pub use value::{Value, ValueKind};
 
 use dialect::Target;
+
+/// The current time in microseconds since the Unix epoch (storage timestamps).
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
 use sqlx::AnyPool;
 
 /// An open database: a connection pool and the backend behind it.
