@@ -28,7 +28,8 @@
 #                 every message (acks wait for storage on Starling): also the time from
 #                 send to ack (on Starling that ack means "committed to storage");
 #   chat-archive  as chat-sm with the archive on for every message;
-#   muc           OCCUPANTS occupants enter one room, 32 entries at a time (join time), then
+#   muc           OCCUPANTS occupants enter one room, 32 entries at a time (join time, and
+#                 the CPU the server and the load generator used for it), then
 #                 SENDERS of them send MUC_MESSAGES groupchat messages each, window 10:
 #                 deliveries per second and delivery latency. The room archive is off
 #                 everywhere: Prosody and ejabberd run without their MUC archive module or
@@ -51,7 +52,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 chat_messages=3000 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
-occupants=1024 senders=4 muc_messages=100 login_sessions=5000 offline_users=10 offline_messages=1000
+occupants=1024 senders=4 muc_messages=100 login_sessions=10000 offline_users=10 offline_messages=1000
 scenarios="echo login chat chat-half chat-sm chat-archive muc offline"
 write=false
 command_line="bench/compare.sh $*"
@@ -321,7 +322,7 @@ run_one() { # server scenario repeat
   esac
   wait_for_port
   case "$scenario" in
-    login) args=(login --sessions "$login_sessions" --idle 10 --server-pid "$(largest_process)") ;;
+    login) args=(login --sessions "$login_sessions" --idle 10) ;;
     chat) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10) ;;
     chat-half) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10
                      --rate "$(python3 -c "print(round(${chat_rate[$server]} / 2 / $pairs, 1))")") ;;
@@ -334,7 +335,8 @@ run_one() { # server scenario repeat
   local line concurrency=20
   [[ "$scenario" == login ]] && concurrency=50
   line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
-    --concurrency "$concurrency" "${args[@]:1}" $( [[ "$scenario" == login ]] || echo --deadline 240 ) \
+    --concurrency "$concurrency" --server-pid "$(largest_process)" "${args[@]:1}" \
+    $( [[ "$scenario" == login ]] || echo --deadline 240 ) \
     2> "$work/bench.err" || true)
   [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
   if [[ "$scenario" == chat ]]; then

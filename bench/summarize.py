@@ -146,7 +146,8 @@ def chat_table(runs, medians):
 
 
 def muc_table(runs, medians):
-    columns = ["server", "join ms", "deliveries/s", "latency p50 / p99 ms", "lost", "dup", "load generator CPU s"]
+    columns = ["server", "join ms", "server / load generator CPU s in the join", "deliveries/s",
+               "latency p50 / p99 ms", "lost", "dup", "load generator CPU s"]
     rows = begin_table(
         runs,
         "muc",
@@ -163,7 +164,10 @@ def muc_table(runs, medians):
         rate, join = pick(results, "deliveries_per_s"), pick(results, "join_ms")
         medians[("muc", server)] = statistics.median(rate)
         medians[("muc join", server)] = 1 / max(statistics.median(join), 1e-9)
-        print(f"| {NAMES[server]} | {spread(join)} | {spread(rate)} | {ms(pick(results, 'latency_ms', 'p50'))} / "
+        join_cpu = f"{spread(pick(results, 'join_server_cpu_s'), '{:.2f}')} / " \
+                   f"{spread(pick(results, 'join_bench_cpu_s'), '{:.2f}')}"
+        print(f"| {NAMES[server]} | {spread(join)} | {join_cpu} | {spread(rate)} | "
+              f"{ms(pick(results, 'latency_ms', 'p50'))} / "
               f"{ms(pick(results, 'latency_ms', 'p99'))} | {max(pick(results, 'lost'))} | "
               f"{max(pick(results, 'duplicated'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |")
     print()

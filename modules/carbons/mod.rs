@@ -102,7 +102,7 @@ impl Carbons {
         let wrapper = Stanza::new(StanzaKind::Message, wrapper);
         for session in targets {
             let mut copy = wrapper.clone();
-            copy.set_to(&Jid::from(session.jid.clone()));
+            copy.set_to(Jid::from(session.jid.clone()));
             session.send(copy);
         }
     }

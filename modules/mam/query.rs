@@ -139,7 +139,7 @@ pub fn result_message(item: &ArchivedItem, query_id: Option<&str>, archive: &Jid
     }
     let mut message = Stanza::new(StanzaKind::Message, Element::new("message", NS_CLIENT).with_child(result));
     message.set_from(archive);
-    message.set_to(to);
+    message.set_to(to.clone());
     Some(message)
 }
 

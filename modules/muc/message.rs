@@ -177,7 +177,7 @@ impl Muc {
             }
             let mut message = Stanza::new(StanzaKind::Message, message);
             message.set_from(&Jid::from(room.jid.clone()));
-            message.set_to(&Jid::from(to));
+            message.set_to(Jid::from(to));
             out.push(message);
         }
         if changed && let Err(error) = self.save(room).await {
@@ -230,7 +230,7 @@ fn private_message(room: &Room, nick: &str, from: &FullJid, stanza: &Stanza) -> 
         .iter()
         .map(|visit| {
             let mut copy = message.clone();
-            copy.set_to(&Jid::from(visit.jid.clone()));
+            copy.set_to(Jid::from(visit.jid.clone()));
             copy
         })
         .collect()

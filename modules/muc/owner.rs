@@ -167,7 +167,7 @@ impl Muc {
                 if let Some(from) = room.occupant_jid(&occupant.nick) {
                     presence.set_from(&Jid::from(from));
                 }
-                presence.set_to(&Jid::from(visit.jid.clone()));
+                presence.set_to(Jid::from(visit.jid.clone()));
                 out.push(presence);
             }
         }

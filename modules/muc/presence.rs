@@ -275,7 +275,7 @@ fn gone_presence(
     if let Some(from) = room.occupant_jid(&occupant.nick) {
         stanza.set_from(&Jid::from(from));
     }
-    stanza.set_to(&Jid::from(to.clone()));
+    stanza.set_to(Jid::from(to.clone()));
     stanza
 }
 
@@ -309,14 +309,14 @@ fn send_state(room: &Room, nick: &str, to: &FullJid, stanza: &Stanza, created: b
             && let Some(views) = &them.views
         {
             let mut copy = views.for_viewer(room, occupant.role).clone();
-            copy.set_to(&to_self);
+            copy.set_to(to_self.clone());
             out.push(copy);
         }
     }
     // The others' presence comes before one's own, which ends the list (§7.2.3); the
     // broadcast of the newcomer to the others is sent by the caller.
     let mut own = presence_of(room, occupant, true, &entry_codes(room, created));
-    own.set_to(&to_self);
+    own.set_to(to_self);
     out.push(own);
     if !created {
         let history = stanza.el().get_child("x", NS_MUC).and_then(|x| x.get_child("history", NS_MUC));
@@ -361,7 +361,7 @@ pub(super) fn broadcast_presence(room: &Room, nick: &str, except: Option<&FullJi
         } else {
             views.for_viewer(room, role).clone()
         };
-        copy.set_to(&Jid::from(jid.clone()));
+        copy.set_to(Jid::from(jid.clone()));
         out.push(copy);
     }
 }
@@ -433,7 +433,7 @@ pub(super) fn history_for(room: &Room, request: Option<&Element>, to: &FullJid) 
         .rev()
         .map(|item| {
             let mut copy = item.stanza.clone();
-            copy.set_to(&to);
+            copy.set_to(to.clone());
             copy
         })
         .collect()
@@ -455,6 +455,6 @@ pub(super) fn subject_message(room: &Room, to: &FullJid) -> Stanza {
         room.occupant_jid(by).map(Jid::from).unwrap_or_else(|| Jid::from(room.jid.clone()))
     };
     stanza.set_from(&from);
-    stanza.set_to(&Jid::from(to.clone()));
+    stanza.set_to(Jid::from(to.clone()));
     stanza
 }

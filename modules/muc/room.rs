@@ -308,7 +308,7 @@ impl Room {
         self.sessions()
             .map(|(jid, _)| {
                 let mut copy = stanza.clone();
-                copy.set_to(&crate::module_api::Jid::from(jid.clone()));
+                copy.set_to(crate::module_api::Jid::from(jid.clone()));
                 copy
             })
             .collect()

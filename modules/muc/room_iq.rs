@@ -156,7 +156,7 @@ fn occupant_iq(room: &mut Room, nick: &str, from: &FullJid, stanza: &Stanza) -> 
     let mut request = stanza.clone();
     request.el_mut().set_attr("id", token);
     request.set_from(&Jid::from(sender));
-    request.set_to(&to);
+    request.set_to(to);
     Ok(Some(request))
 }
 
@@ -183,6 +183,6 @@ fn relay_answer(room: &mut Room, nick: &str, from: &Jid, stanza: &Stanza) -> Opt
     let mut answer = stanza.clone();
     answer.el_mut().set_attr("id", id);
     answer.set_from(&Jid::from(room.occupant_jid(&answerer)?));
-    answer.set_to(&Jid::from(requester));
+    answer.set_to(Jid::from(requester));
     Some(answer)
 }

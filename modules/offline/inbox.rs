@@ -227,7 +227,7 @@ impl Inbox {
     pub(super) async fn keep(&self, account: &BareJid, message: &Stanza, key: &str) {
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
         let mut stanza = message.clone();
-        stanza.set_to(&Jid::from(account.clone()));
+        stanza.set_to(Jid::from(account.clone()));
         add_stanza_id(&mut stanza, account.as_str(), key);
         let with = stanza.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
         let value = Value::xml(stanza.to_element().to_bytes(""));
@@ -240,7 +240,7 @@ impl Inbox {
         for session in self.server.sessions_of(account) {
             if session.takes_live_messages() && session.priority() >= 0 {
                 let mut copy = stanza.clone();
-                copy.set_to(&Jid::from(session.jid.clone()));
+                copy.set_to(Jid::from(session.jid.clone()));
                 session.send(copy);
             }
         }

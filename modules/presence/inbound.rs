@@ -37,7 +37,7 @@ impl Presence {
                 for session in self.server.sessions_of(bare) {
                     if session.is_available() {
                         let mut copy = stanza.clone();
-                        copy.set_to(&Jid::from(session.jid.clone()));
+                        copy.set_to(Jid::from(session.jid.clone()));
                         session.send(copy);
                     }
                 }
@@ -97,7 +97,7 @@ impl Presence {
         }
         let mut request = stanza.clone();
         request.set_from(&Jid::from(contact.clone()));
-        request.set_to(&Jid::from(account.clone()));
+        request.set_to(Jid::from(account.clone()));
         self.remember_request(account, contact, &request.to_element()).await;
         self.deliver(&request, &Jid::from(account.clone()));
     }

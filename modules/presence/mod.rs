@@ -97,7 +97,7 @@ impl Presence {
         let Ok(to) = Jid::new(to) else { return };
         let mut copy = presence.clone();
         copy.set_from(&Jid::from(session.jid.clone()));
-        copy.set_to(&to);
+        copy.set_to(to);
         self.server.route(copy).await;
     }
 }

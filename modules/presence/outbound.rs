@@ -143,7 +143,7 @@ impl Presence {
         }
         let mut routed = stanza.clone();
         routed.set_from(&Jid::from(account.clone()));
-        routed.set_to(&Jid::from(contact.clone()));
+        routed.set_to(Jid::from(contact.clone()));
         self.server.route(routed).await;
         match kind {
             "subscribed" => self.send_current_presence(account, contact, false).await,

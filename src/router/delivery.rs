@@ -106,6 +106,6 @@ fn send_to_all(sessions: &[SessionRef], stanza: &Stanza) -> usize {
 
 /// Routes `stanza` to `to` (helper for modules delivering on a user's behalf).
 pub async fn deliver_to(server: &Server, mut stanza: Stanza, to: &Jid) {
-    stanza.set_to(to);
+    stanza.set_to(to.clone());
     route(server, stanza, None).await;
 }

@@ -206,9 +206,9 @@ impl Stanza {
         self.from = Some(from.clone());
     }
 
-    /// Sets `to`.
-    pub fn set_to(&mut self, to: &Jid) {
-        self.to = Some(to.clone());
+    /// Sets `to` (taking the address, since fan-outs make one per copy).
+    pub fn set_to(&mut self, to: Jid) {
+        self.to = Some(to);
     }
 
     /// Addresses a reply to `request`: to its sender, from its recipient (RFC 6120 §8.2.3,
@@ -240,6 +240,10 @@ impl Stanza {
     /// Appends the stanza as written on a `jabber:client` stream.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let wire = self.wire();
+        // One growth for the whole stanza (escaped addresses may still need a little more).
+        let addresses =
+            [&self.from, &self.to].iter().map(|jid| jid.as_ref().map_or(0, |j| j.as_str().len() + 8)).sum::<usize>();
+        out.reserve(wire.bytes.len() + addresses);
         out.extend_from_slice(&wire.bytes[..wire.splice_at]);
         for (name, jid) in [("from", &self.from), ("to", &self.to)] {
             if let Some(jid) = jid {
@@ -277,7 +281,7 @@ mod tests {
         stanza.set_from(&Jid::new("a@x/1").unwrap());
         stanza.prepare_wire();
         let mut copy = stanza.clone();
-        copy.set_to(&Jid::new("c@x/2").unwrap());
+        copy.set_to(Jid::new("c@x/2").unwrap());
         assert_eq!(
             String::from_utf8(stanza.to_bytes()).unwrap(),
             "<message from='a@x/1' to='b@x' type='chat'><body>a&amp;b</body></message>"

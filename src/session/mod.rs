@@ -249,13 +249,33 @@ impl Session {
 /// All sessions on this node, by bare JID.
 #[derive(Default)]
 pub struct SessionTable {
-    by_account: Mutex<HashMap<BareJid, Vec<SessionRef>>>,
+    by_account: Mutex<HashMap<AccountKey, Vec<SessionRef>>>,
     resumable: Mutex<HashMap<String, SessionRef>>,
     next_id: AtomicU64,
 }
 
+/// The table's key: an account's bare JID, found by its text, so that looking up the sessions
+/// of a full JID needs no copy of the bare part (it is done for every stanza delivered).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct AccountKey(BareJid);
+
+// The derived `Hash` and `Eq` are those of the JID's text (the jid crate hashes and compares
+// the normalised string), as `Borrow` requires.
+impl std::borrow::Borrow<str> for AccountKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// The bare part of a full JID's text: everything before the first `/` (RFC 7622 §3.1; a
+/// domain or local part holds no `/`).
+fn bare_text(full: &FullJid) -> &str {
+    let text = full.as_str();
+    text.split_once('/').map_or(text, |(bare, _)| bare)
+}
+
 impl SessionTable {
-    fn table(&self) -> MutexGuard<'_, HashMap<BareJid, Vec<SessionRef>>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<AccountKey, Vec<SessionRef>>> {
         self.by_account.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -276,7 +296,7 @@ impl SessionTable {
             generation: AtomicU64::new(0),
         });
         let mut table = self.table();
-        let list = table.entry(jid.bare()).or_default();
+        let list = table.entry(AccountKey(jid.bare())).or_default();
         let replaced = list.iter().position(|s| s.jid == jid).map(|i| list.swap_remove(i));
         list.push(session.clone());
         (session, replaced)
@@ -290,11 +310,11 @@ impl SessionTable {
             self.resumable.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         }
         let mut table = self.table();
-        let bare = session.jid.bare();
-        if let Some(list) = table.get_mut(&bare) {
+        let bare = bare_text(&session.jid);
+        if let Some(list) = table.get_mut(bare) {
             list.retain(|s| s.id != session.id);
             if list.is_empty() {
-                table.remove(&bare);
+                table.remove(bare);
             }
         }
         unwritten
@@ -313,12 +333,12 @@ impl SessionTable {
 
     /// The sessions of an account.
     pub fn of_account(&self, account: &BareJid) -> Vec<SessionRef> {
-        self.table().get(account).cloned().unwrap_or_default()
+        self.table().get(account.as_str()).cloned().unwrap_or_default()
     }
 
     /// The session bound to a full JID.
     pub fn get(&self, jid: &FullJid) -> Option<SessionRef> {
-        self.table().get(&jid.bare())?.iter().find(|s| &s.jid == jid).cloned()
+        self.table().get(bare_text(jid))?.iter().find(|s| &s.jid == jid).cloned()
     }
 
     /// Whether a resource is in use.
@@ -355,6 +375,23 @@ mod tests {
         table.unbind(&second);
         assert_eq!(table.count(), 0);
         assert!(!second.send_element(Element::new("message", "jabber:client")), "a closed session takes nothing");
+    }
+
+    #[test]
+    fn sessions_are_found_by_the_bare_part_of_their_address() {
+        let table = SessionTable::default();
+        let slashed = FullJid::new("juliet@example.com/phone/2").unwrap();
+        let (phone, _) = table.bind(slashed.clone());
+        let (desk, _) = table.bind(FullJid::new("juliet@example.com/desk").unwrap());
+        table.bind(FullJid::new("romeo@example.com/phone").unwrap());
+        assert_eq!(table.get(&slashed).map(|s| s.id), Some(phone.id));
+        assert!(table.get(&FullJid::new("juliet@example.com/phone").unwrap()).is_none());
+        let juliet = BareJid::new("juliet@example.com").unwrap();
+        assert_eq!(table.of_account(&juliet).len(), 2);
+        table.unbind(&phone);
+        table.unbind(&desk);
+        assert!(table.of_account(&juliet).is_empty());
+        assert_eq!(table.count(), 1);
     }
 
     fn stanza(xml: &str) -> Stanza {

@@ -129,10 +129,18 @@ impl Framer {
     /// The next event, `Ok(None)` if more bytes are needed. After an error the stream is dead
     /// (RFC 6120 §4.9.1.1): every further call returns the same error.
     pub fn next_event(&mut self) -> Result<Option<FrameEvent>, XmlError> {
+        self.next_event_where(&mut |_| true)
+    }
+
+    /// As [`next_event`](Self::next_event), but a complete top-level element is built only if
+    /// `build` accepts its bytes; the others are consumed unbuilt, after the same framing
+    /// checks. For a reader that looks at a few of the elements it receives (a load generator
+    /// counting presence floods): building is most of the cost of reading an element.
+    pub fn next_event_where(&mut self, build: &mut dyn FnMut(&[u8]) -> bool) -> Result<Option<FrameEvent>, XmlError> {
         if let Phase::Failed(err) = &self.phase {
             return Err(err.clone());
         }
-        let result = self.advance();
+        let result = self.advance(build);
         if let Err(err) = &result {
             self.phase = Phase::Failed(err.clone());
         }
@@ -198,7 +206,7 @@ impl Framer {
         self.lexer.shift(n);
     }
 
-    fn advance(&mut self) -> Result<Option<FrameEvent>, XmlError> {
+    fn advance(&mut self, build: &mut dyn FnMut(&[u8]) -> bool) -> Result<Option<FrameEvent>, XmlError> {
         if self.pending_close {
             self.pending_close = false;
             self.phase = Phase::Closed;
@@ -207,8 +215,8 @@ impl Framer {
         while let Some(tok) = self.next_token()? {
             let event = match self.phase {
                 Phase::Prolog => self.on_prolog(tok)?,
-                Phase::Stanzas if self.open.is_empty() => self.on_top_level(tok)?,
-                Phase::Stanzas => self.inside_element(tok)?,
+                Phase::Stanzas if self.open.is_empty() => self.on_top_level(tok, build)?,
+                Phase::Stanzas => self.inside_element(tok, build)?,
                 Phase::Closed | Phase::Failed(_) => self.after_close(tok)?,
             };
             if event.is_some() {
@@ -266,7 +274,11 @@ impl Framer {
     }
 
     /// A token directly inside the stream element (depth 1 in RFC 6120 §4.1 terms).
-    fn on_top_level(&mut self, tok: Token) -> Result<Option<FrameEvent>, XmlError> {
+    fn on_top_level(
+        &mut self,
+        tok: Token,
+        build: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<FrameEvent>, XmlError> {
         match tok.kind {
             // Whitespace keepalives (RFC 6120 §4.6.1) are consumed, never buffered.
             TokenKind::Text if is_whitespace(&self.buf[tok.start..tok.end]) => {
@@ -282,7 +294,7 @@ impl Framer {
             }
             TokenKind::Empty => {
                 self.check_depth(1)?;
-                self.emit_element(tok.start, tok.end).map(Some)
+                self.emit_element(tok.start, tok.end, build)
             }
             TokenKind::End => self.close_stream(tok).map(Some),
             TokenKind::Restricted(why) => Err(XmlError::RestrictedXml(why)),
@@ -292,7 +304,11 @@ impl Framer {
 
     /// A token inside a top-level element: only the open start tags are tracked until the
     /// element ends; everything else is checked when it is built.
-    fn inside_element(&mut self, tok: Token) -> Result<Option<FrameEvent>, XmlError> {
+    fn inside_element(
+        &mut self,
+        tok: Token,
+        build: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<FrameEvent>, XmlError> {
         match tok.kind {
             TokenKind::Text | TokenKind::CData => Ok(None),
             TokenKind::Start => {
@@ -310,7 +326,7 @@ impl Framer {
                 if !self.open.is_empty() {
                     return Ok(None);
                 }
-                self.emit_element(self.item_start, tok.end).map(Some)
+                self.emit_element(self.item_start, tok.end, build)
             }
             TokenKind::Restricted(why) => Err(XmlError::RestrictedXml(why)),
             TokenKind::Pi => Err(XmlError::RestrictedXml("processing instructions are not allowed")),
@@ -342,11 +358,19 @@ impl Framer {
         Ok(())
     }
 
-    fn emit_element(&mut self, start: usize, end: usize) -> Result<FrameEvent, XmlError> {
-        let element = build_element(&self.buf[start..end], &mut self.scope, &self.limits)?;
+    /// The element in `buf[start..end]` is complete: built into an event, or consumed without
+    /// one when `build` declines it.
+    fn emit_element(
+        &mut self,
+        start: usize,
+        end: usize,
+        build: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<FrameEvent>, XmlError> {
+        let bytes = &self.buf[start..end];
+        let element = if build(bytes) { Some(build_element(bytes, &mut self.scope, &self.limits)?) } else { None };
         self.start = end;
         self.open.clear();
-        Ok(FrameEvent::Element(element))
+        Ok(element.map(FrameEvent::Element))
     }
 
     fn close_stream(&mut self, tok: Token) -> Result<FrameEvent, XmlError> {

@@ -80,8 +80,20 @@ pub(crate) fn escape_attr(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Copies `s`, replacing the bytes `escape` maps; unescaped runs are copied in one piece.
+/// Most values (addresses, ids, plain bodies) need no escape at all: they are found so by a
+/// first scan that only compares bytes against the markup range, and copied whole.
 fn escape_with(out: &mut Vec<u8>, s: &str, escape: impl Fn(u8) -> Option<&'static [u8]>) {
     let bytes = s.as_bytes();
+    // Every byte either closure replaces is one of these: `&`, `'`, `"`, `<`, `>` or a
+    // control character. A fold without an early exit lets the compiler test many bytes at
+    // once.
+    let plain = bytes.iter().fold(true, |plain, &b| {
+        plain & (b >= b' ') & (b != b'&') & (b != b'\'') & (b != b'"') & (b != b'<') & (b != b'>')
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut last = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if let Some(replacement) = escape(b) {

@@ -41,6 +41,8 @@ pub struct ChatPlan {
     pub body_bytes: usize,
     /// Give up after this long.
     pub deadline: Duration,
+    /// The server's process, to report its CPU time during the messages.
+    pub server_pid: Option<u32>,
 }
 
 /// Latencies in microseconds, and counts.
@@ -104,6 +106,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
     let tally = Arc::new(Mutex::new(Tally::default()));
     let base = Instant::now();
     let cpu_before = crate::own_cpu_seconds();
+    let server_cpu = crate::ServerCpu::start(plan.server_pid);
     let mut tasks = Vec::new();
     for (i, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
         let pair = Pair::new(plan.window);
@@ -117,6 +120,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
     let timed_out = tokio::time::Instant::now() >= deadline(base, &plan);
     let elapsed = base.elapsed().as_secs_f64();
     let bench_cpu = crate::own_cpu_seconds() - cpu_before;
+    let server_cpu = server_cpu.json();
     let mut tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     let expected = plan.pairs * plan.messages;
     let lost = expected.saturating_sub(tally.delivered);
@@ -124,7 +128,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
         "\"pairs\":{},\"messages_per_sender\":{},\"window\":{},\"stream_management\":{sm},\"ack_every\":{},\
          \"rate_per_sender\":{},\"expected\":{expected},\"delivered\":{},\"lost\":{lost},\"bounced\":{},\"duplicated\":{},\
          \"reordered\":{},\"timed_out\":{timed_out},\"seconds\":{elapsed:.3},\"delivered_per_sec\":{:.1},\
-         \"delivery_ms\":{},\"ack_ms\":{},\"bench_cpu_s\":{bench_cpu:.2}",
+         \"delivery_ms\":{},\"ack_ms\":{},\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{server_cpu}",
         plan.pairs,
         plan.messages,
         plan.window,

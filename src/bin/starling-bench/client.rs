@@ -36,10 +36,11 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         Wire { io, framer: Framer::new(Limits { max_stanza_bytes: 1 << 20, max_depth: 64, max_attrs: 128 }) }
     }
 
-    /// The next frame event.
-    pub async fn next(&mut self) -> Result<FrameEvent, String> {
+    /// The next frame event, top-level elements being built only if `build` accepts their
+    /// bytes (see [`Framer::next_event_where`]); the declined ones are consumed unreported.
+    pub async fn next_where(&mut self, build: &mut (dyn FnMut(&[u8]) -> bool + Send)) -> Result<FrameEvent, String> {
         loop {
-            if let Some(event) = self.framer.next_event().map_err(|e| e.to_string())? {
+            if let Some(event) = self.framer.next_event_where(build).map_err(|e| e.to_string())? {
                 self.framer.shrink_when_idle();
                 return Ok(event);
             }
@@ -54,8 +55,13 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// The next top-level element, skipping stream headers.
     pub async fn element(&mut self) -> Result<Element, String> {
+        self.element_where(&mut |_| true).await
+    }
+
+    /// The next top-level element that `build` accepts, skipping stream headers.
+    pub async fn element_where(&mut self, build: &mut (dyn FnMut(&[u8]) -> bool + Send)) -> Result<Element, String> {
         loop {
-            match tokio::time::timeout(TIMEOUT, self.next()).await.map_err(|_| "timed out".to_string())?? {
+            match tokio::time::timeout(TIMEOUT, self.next_where(build)).await.map_err(|_| "timed out".to_string())?? {
                 FrameEvent::Element(el) => return Ok(el),
                 FrameEvent::StreamOpen(_) => {}
                 FrameEvent::StreamClose => return Err("stream closed by server".into()),

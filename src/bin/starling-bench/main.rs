@@ -70,6 +70,9 @@ struct Common {
     /// Local source addresses to spread connections over (e.g. 127.0.0.2,127.0.0.3).
     #[arg(long, value_delimiter = ',')]
     source: Vec<IpAddr>,
+    /// PID of the server process (on this machine), to read its resident memory and CPU time.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -84,9 +87,6 @@ enum Scenario {
         /// Seconds to stay idle before measuring memory.
         #[arg(long, default_value_t = 10)]
         idle: u64,
-        /// PID of the server process, to read its resident memory.
-        #[arg(long)]
-        server_pid: Option<u32>,
     },
     /// P sender/receiver pairs: delivered messages per second and latencies.
     Chat {
@@ -228,6 +228,23 @@ pub(crate) fn own_cpu_seconds() -> f64 {
     cpu_seconds("self")
 }
 
+/// The CPU time a server process uses from a starting point on, when its PID is known.
+pub(crate) struct ServerCpu {
+    pid: Option<u32>,
+    before: f64,
+}
+
+impl ServerCpu {
+    pub(crate) fn start(pid: Option<u32>) -> ServerCpu {
+        ServerCpu { pid, before: pid.map_or(0.0, |p| cpu_seconds(&p.to_string())) }
+    }
+
+    /// Seconds used since the start, as a JSON number (`null` without a PID).
+    pub(crate) fn json(&self) -> String {
+        self.pid.map_or("null".into(), |p| format!("{:.2}", cpu_seconds(&p.to_string()) - self.before))
+    }
+}
+
 /// CPU seconds (user + system) the process `pid` ("self" for this one) has used so far.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -276,13 +293,13 @@ async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<I
     Ok(())
 }
 
-async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Option<u32>) -> Result<(), String> {
+async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Result<(), String> {
     let target = registered_target(&common, sessions).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = common.server_pid;
     let rss_before = pid.and_then(rss_kib);
     let cpu_before = own_cpu_seconds();
-    let server_cpu = || pid.map(|p| cpu_seconds(&p.to_string()));
-    let server_cpu_before = server_cpu();
+    let server_cpu = ServerCpu::start(pid);
     let gate = Arc::new(Semaphore::new(common.concurrency));
     let failed = Arc::new(AtomicUsize::new(0));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -313,7 +330,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
     }
     let elapsed = start.elapsed().as_secs_f64();
     let bench_cpu = own_cpu_seconds() - cpu_before;
-    let server_cpu = server_cpu().zip(server_cpu_before).map(|(after, before)| after - before);
+    let server_cpu = server_cpu.json();
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let rss_after = pid.and_then(rss_kib);
     let failed = failed.load(Ordering::Relaxed);
@@ -332,7 +349,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, pid: Op
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
         per_session.map_or("null".into(), |v| format!("{v:.2}")),
-        server_cpu.map_or("null".into(), |v| format!("{v:.2}")),
+        server_cpu,
     );
     println!("{json}");
     Ok(())
@@ -389,9 +406,7 @@ async fn offline_scenario(common: Common, plan: offline::OfflinePlan) -> Result<
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
-        Scenario::Login { common, sessions, idle, server_pid } => {
-            login_scenario(common, sessions, idle, server_pid).await
-        }
+        Scenario::Login { common, sessions, idle } => login_scenario(common, sessions, idle).await,
         Scenario::Chat {
             common,
             pairs,
@@ -412,6 +427,7 @@ async fn main() {
                 rate,
                 body_bytes,
                 deadline: Duration::from_secs(deadline),
+                server_pid: common.server_pid,
             };
             chat_scenario(common, peer_server.zip(peer_domain), plan).await
         }
@@ -442,6 +458,7 @@ async fn main() {
                 room_config,
                 login_concurrency: common.concurrency,
                 deadline: Duration::from_secs(deadline),
+                server_pid: common.server_pid,
             };
             muc_scenario(common, plan).await
         }

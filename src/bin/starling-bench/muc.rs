@@ -57,6 +57,8 @@ pub struct MucPlan {
     pub login_concurrency: usize,
     /// Give up on the messages after this long.
     pub deadline: Duration,
+    /// The server's process, to report its CPU time.
+    pub server_pid: Option<u32>,
 }
 
 /// What an occupant's task reports to the coordinator.
@@ -133,6 +135,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
         }
     }
     let cpu_before_join = crate::own_cpu_seconds();
+    let server_cpu_join = crate::ServerCpu::start(plan.server_pid);
     let join_start = Instant::now();
     shared.create.add_permits(1);
     let mut join_each_us = Vec::with_capacity(m);
@@ -148,9 +151,11 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
     }
     let join_ms = join_start.elapsed().as_secs_f64() * 1000.0;
     let join_cpu = crate::own_cpu_seconds() - cpu_before_join;
+    let join_server_cpu = server_cpu_join.json();
 
     tokio::time::sleep(Duration::from_millis(500)).await; // presence traffic settles
     let cpu_before = crate::own_cpu_seconds();
+    let server_cpu = crate::ServerCpu::start(plan.server_pid);
     let start = Instant::now();
     let _ = start_tx.send(true);
     let (mut done, mut disconnected) = (0usize, 0usize);
@@ -172,6 +177,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
     let timed_out = tokio::time::timeout(plan.deadline, waiting).await.is_err();
     let elapsed = start.elapsed().as_secs_f64();
     let bench_cpu = crate::own_cpu_seconds() - cpu_before;
+    let server_cpu = server_cpu.json();
 
     let messages = plan.senders * plan.messages;
     let expected = messages * m;
@@ -179,10 +185,10 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
     Ok(format!(
         "\"occupants\":{m},\"senders\":{},\"messages_per_sender\":{},\"messages\":{messages},\"window\":{},\
          \"rate_per_sender\":{},\"join\":\"{}\",\"join_concurrency\":{},\"join_ms\":{join_ms:.1},\
-         \"join_each_ms\":{},\"join_bench_cpu_s\":{join_cpu:.2},\"expected\":{expected},\"delivered\":{delivered},\
+         \"join_each_ms\":{},\"join_bench_cpu_s\":{join_cpu:.2},\"join_server_cpu_s\":{join_server_cpu},\"expected\":{expected},\"delivered\":{delivered},\
          \"lost\":{},\"duplicated\":{},\"reordered\":{},\"errors\":{},\"disconnected\":{disconnected},\
          \"timed_out\":{timed_out},\"seconds\":{elapsed:.3},\"deliveries_per_s\":{:.1},\"messages_per_s\":{:.1},\
-         \"latency_ms\":{},\"room_config\":\"{}\",\"bench_cpu_s\":{bench_cpu:.2}",
+         \"latency_ms\":{},\"room_config\":\"{}\",\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{server_cpu}",
         plan.senders,
         plan.messages,
         plan.window,
@@ -252,7 +258,7 @@ async fn enter(session: &mut Session, room: &str, nick: &str, form: &str) -> Res
         .await?;
     let (mut own_presence, mut subject, mut state) = (false, false, Form::None);
     loop {
-        let el = session.element().await?;
+        let el = session.element_where(&mut worth_building_on_entry).await?;
         let from_room = el.attr("from").is_some_and(|from| from.split('/').next() == Some(room));
         match el.name.as_str() {
             "presence" if from_room => {
@@ -355,59 +361,146 @@ async fn receive(
     window: &Semaphore,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), String> {
-    let plan = &shared.plan;
-    let expected = plan.senders * plan.messages;
-    let mut seen = vec![0u64; expected.div_ceil(64)];
-    let mut next = vec![0usize; plan.senders];
-    let mut delivered = 0usize;
+    let mut tally = Tally::new(shared, me, window, events);
     loop {
-        let el = match reader.next().await {
+        let event = reader.next_where(&mut |raw| tally.worth_building(raw)).await;
+        let el = match event {
             Ok(FrameEvent::Element(el)) => el,
             Ok(FrameEvent::StreamOpen(_)) => continue,
-            _ if delivered == expected => return Ok(()),
+            _ if tally.complete() => return Ok(()),
             Ok(FrameEvent::StreamClose) => return Err("stream closed by server".into()),
             Err(e) => return Err(e),
         };
         match el.name.as_str() {
             "message" if el.attr("type") == Some("error") => shared.bounced(&el),
             "message" => {
-                let Some((s, k, at)) = el.get_child("body", NS_CLIENT).and_then(|b| parse_body(first_text(b))) else {
-                    continue;
-                };
-                if s >= plan.senders || k >= plan.messages {
-                    continue;
-                }
-                let bit = s * plan.messages + k;
-                let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-                if seen[word] & mask != 0 {
-                    shared.duplicated.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                seen[word] |= mask;
-                shared.latency.record((shared.base.elapsed().as_micros() as u64).saturating_sub(at));
-                shared.delivered.fetch_add(1, Ordering::Relaxed);
-                if k != next[s] {
-                    shared.reordered.fetch_add(1, Ordering::Relaxed);
-                }
-                next[s] = k + 1;
-                if s == me {
-                    window.add_permits(1);
-                }
-                delivered += 1;
-                if delivered == expected {
-                    let _ = events.send(Event::Done(Ok(())));
+                if let Some(body) = el.get_child("body", NS_CLIENT) {
+                    tally.count(first_text(body));
                 }
             }
             "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
                 if let Some(writer) = writer.as_mut() {
                     let reply = iq_result(&el);
                     if writer.write_all(reply.as_bytes()).await.is_err() || writer.flush().await.is_err() {
-                        return if delivered == expected { Ok(()) } else { Err("connection closed".into()) };
+                        return if tally.complete() { Ok(()) } else { Err("connection closed".into()) };
                     }
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// What one occupant received of the room's messages.
+struct Tally<'a> {
+    shared: &'a Shared,
+    me: usize,
+    window: &'a Semaphore,
+    events: &'a mpsc::UnboundedSender<Event>,
+    /// One bit per message of every sender.
+    seen: Vec<u64>,
+    /// Per sender, the sequence number expected next.
+    next: Vec<usize>,
+    delivered: usize,
+    expected: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn new(
+        shared: &'a Shared,
+        me: usize,
+        window: &'a Semaphore,
+        events: &'a mpsc::UnboundedSender<Event>,
+    ) -> Tally<'a> {
+        let plan = &shared.plan;
+        let expected = plan.senders * plan.messages;
+        Tally {
+            shared,
+            me,
+            window,
+            events,
+            seen: vec![0; expected.div_ceil(64)],
+            next: vec![0; plan.senders],
+            delivered: 0,
+            expected,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.delivered == self.expected
+    }
+
+    /// Whether a received element needs building. Presences are not looked at once inside;
+    /// a room message whose body can be read from its bytes is counted from them, so that
+    /// reading 1024 copies of every message costs the load generator little.
+    fn worth_building(&mut self, raw: &[u8]) -> bool {
+        if raw.starts_with(b"<presence") {
+            return false;
+        }
+        if raw.starts_with(b"<message")
+            && !contains(raw, b"error")
+            && let Some(body) = raw_body(raw)
+        {
+            self.count(body);
+            return false;
+        }
+        true
+    }
+
+    /// Counts one message body `sender:sequence:micros:…`: a delivery, a duplicate or
+    /// another sender's unknown message (ignored).
+    fn count(&mut self, body: &str) {
+        let plan = &self.shared.plan;
+        let Some((s, k, at)) = parse_body(body) else { return };
+        if s >= plan.senders || k >= plan.messages {
+            return;
+        }
+        let bit = s * plan.messages + k;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if self.seen[word] & mask != 0 {
+            self.shared.duplicated.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.seen[word] |= mask;
+        self.shared.latency.record((self.shared.base.elapsed().as_micros() as u64).saturating_sub(at));
+        self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+        if k != self.next[s] {
+            self.shared.reordered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.next[s] = k + 1;
+        if s == self.me {
+            self.window.add_permits(1);
+        }
+        self.delivered += 1;
+        if self.complete() {
+            let _ = self.events.send(Event::Done(Ok(())));
+        }
+    }
+}
+
+/// Whether an element received while entering needs building: the others' presence (for
+/// 1024 entries, 1,047,552 presences in all) is skipped unless its bytes could hold what an
+/// entry waits for, an error or the status codes of one's own presence.
+fn worth_building_on_entry(raw: &[u8]) -> bool {
+    !raw.starts_with(b"<presence") || contains(raw, b"<status") || contains(raw, b"error")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else { return true };
+    haystack.iter().enumerate().any(|(i, &b)| b == first && haystack[i + 1..].starts_with(rest))
+}
+
+/// The text of a message's `<body>` read from the bytes, when it has no markup or entity
+/// in it (the load generator's own bodies never do); `None` when it must be parsed.
+fn raw_body(raw: &[u8]) -> Option<&str> {
+    let at = (0..raw.len()).find(|&i| raw[i..].starts_with(b"<body") && matches!(raw.get(i + 5), Some(b'>' | b' ')))?;
+    let open_end = at + raw[at..].iter().position(|&b| b == b'>')? + 1;
+    let len = raw[open_end..].iter().position(|&b| b == b'<')?;
+    let text = &raw[open_end..open_end + len];
+    if raw[open_end + len..].starts_with(b"</body>") && !text.contains(&b'&') {
+        std::str::from_utf8(text).ok()
+    } else {
+        None
     }
 }
 
@@ -548,5 +641,30 @@ mod tests {
         assert_eq!(parse_body("3:17:123456:xxxx"), Some((3, 17, 123456)));
         assert_eq!(parse_body("3:17:123456:"), Some((3, 17, 123456)));
         assert_eq!(parse_body("hello"), None);
+    }
+
+    #[test]
+    fn bodies_are_read_from_bytes_only_when_plain() {
+        let read = |xml: &str| raw_body(xml.as_bytes()).map(str::to_owned);
+        assert_eq!(
+            read("<message from='r@c/a' type='groupchat'><body>1:2:3:xx</body></message>"),
+            Some("1:2:3:xx".into())
+        );
+        assert_eq!(read("<message><body xml:lang='en'>1:2:3:</body><bodyx/></message>"), Some("1:2:3:".into()));
+        assert_eq!(read("<message><bodyx>1</bodyx></message>"), None);
+        assert_eq!(read("<message><body>a &amp; b</body></message>"), None, "entities need the parser");
+        assert_eq!(read("<message><body>a<b/>c</body></message>"), None, "markup needs the parser");
+        assert_eq!(read("<message><subject>s</subject></message>"), None);
+    }
+
+    #[test]
+    fn an_entry_reads_only_presences_that_may_matter() {
+        let others = b"<presence from='r@c/n'><x xmlns='http://jabber.org/protocol/muc#user'>\
+            <item affiliation='none' role='participant'/></x></presence>";
+        assert!(!worth_building_on_entry(others));
+        assert!(worth_building_on_entry(b"<presence from='r@c/me'><x><status code='110'/></x></presence>"));
+        assert!(worth_building_on_entry(b"<presence type='error' from='r@c/me'/>"));
+        assert!(worth_building_on_entry(b"<message from='r@c'><subject/></message>"));
+        assert!(contains(b"abc", b"bc") && !contains(b"abc", b"cb") && contains(b"abc", b""));
     }
 }

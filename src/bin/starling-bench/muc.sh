@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source src/bin/starling-bench/server.sh
-taskset -c 1 "$bin/starling-bench" muc --server 127.0.0.1:15222 --register "$@"
+taskset -c 1 "$bin/starling-bench" muc --server 127.0.0.1:15222 --register --server-pid "$pid" "$@"

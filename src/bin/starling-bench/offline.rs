@@ -46,6 +46,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: OfflinePla
         rate: 0.0,
         body_bytes: plan.body_bytes,
         deadline: plan.deadline,
+        server_pid: None,
     };
     let mut senders = Vec::with_capacity(plan.users);
     for i in 0..plan.users {

@@ -301,3 +301,27 @@ fn escaping_round_trips() {
     assert_eq!(e.text(), "<not a tag> & ]]>tail");
     assert_eq!(e.children.len(), 1);
 }
+
+#[test]
+fn declined_elements_are_consumed_unbuilt_and_still_framed() {
+    let input = format!("{CLIENT_HEADER}<presence from='a'/><message><body>1</body></message><presence/><iq/>");
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(input.as_bytes());
+    let mut seen = Vec::new();
+    let mut names = Vec::new();
+    let mut not_presence = |raw: &[u8]| {
+        seen.push(String::from_utf8_lossy(raw).into_owned());
+        !raw.starts_with(b"<presence")
+    };
+    while let Some(event) = framer.next_event_where(&mut not_presence).unwrap() {
+        if let FrameEvent::Element(el) = event {
+            names.push(el.name);
+        }
+    }
+    assert_eq!(names, ["message", "iq"]);
+    assert_eq!(seen, ["<presence from='a'/>", "<message><body>1</body></message>", "<presence/>", "<iq/>"]);
+    assert_eq!(framer.buffered_len(), 0);
+    // A declined element is still checked for well-formedness.
+    framer.feed(b"<presence></iq>");
+    assert!(framer.next_event_where(&mut |_| false).is_err());
+}
