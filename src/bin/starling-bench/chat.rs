@@ -105,8 +105,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
     tokio::time::sleep(Duration::from_millis(500)).await; // presence traffic settles
     let tally = Arc::new(Mutex::new(Tally::default()));
     let base = Instant::now();
-    let cpu_before = crate::own_cpu_seconds();
-    let server_cpu = crate::ServerCpu::start(plan.server_pid);
+    let (bench_clock, server_clock) = (crate::CpuClock::own(), crate::CpuClock::server(plan.server_pid));
     let mut tasks = Vec::new();
     for (i, (sender, receiver)) in senders.into_iter().zip(receivers).enumerate() {
         let pair = Pair::new(plan.window);
@@ -119,8 +118,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
     let _ = tokio::time::timeout(plan.deadline + Duration::from_secs(5), all).await;
     let timed_out = tokio::time::Instant::now() >= deadline(base, &plan);
     let elapsed = base.elapsed().as_secs_f64();
-    let bench_cpu = crate::own_cpu_seconds() - cpu_before;
-    let server_cpu = server_cpu.json();
+    let (bench_cpu, server_cpu) = (bench_clock.json(), server_clock.json());
     let mut tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     let expected = plan.pairs * plan.messages;
     let lost = expected.saturating_sub(tally.delivered);
@@ -128,7 +126,7 @@ pub async fn run(from: &Target, to: &Target, prefix: &str, password: &str, plan:
         "\"pairs\":{},\"messages_per_sender\":{},\"window\":{},\"stream_management\":{sm},\"ack_every\":{},\
          \"rate_per_sender\":{},\"expected\":{expected},\"delivered\":{},\"lost\":{lost},\"bounced\":{},\"duplicated\":{},\
          \"reordered\":{},\"timed_out\":{timed_out},\"seconds\":{elapsed:.3},\"delivered_per_sec\":{:.1},\
-         \"delivery_ms\":{},\"ack_ms\":{},\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{server_cpu}",
+         \"delivery_ms\":{},\"ack_ms\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}",
         plan.pairs,
         plan.messages,
         plan.window,

@@ -61,7 +61,7 @@ pub async fn run(server: SocketAddr, plan: EchoPlan) -> Result<String, String> {
         streams.push(tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?);
     }
     let base = Instant::now();
-    let cpu_before = crate::own_cpu_seconds();
+    let bench_clock = crate::CpuClock::own();
     let mut tasks = Vec::with_capacity(plan.connections);
     for (i, stream) in streams.into_iter().enumerate() {
         tasks.push(tokio::spawn(one_connection(stream, i, plan.clone(), base)));
@@ -73,12 +73,12 @@ pub async fn run(server: SocketAddr, plan: EchoPlan) -> Result<String, String> {
         latencies.extend(samples);
     }
     let elapsed = base.elapsed().as_secs_f64();
-    let bench_cpu = crate::own_cpu_seconds() - cpu_before;
+    let bench_cpu = bench_clock.json();
     let expected = plan.connections * plan.messages;
     Ok(format!(
         "\"connections\":{},\"messages_per_connection\":{},\"window\":{},\"expected\":{expected},\
          \"delivered\":{returned},\"lost\":{},\"seconds\":{elapsed:.3},\"delivered_per_sec\":{:.1},\
-         \"delivery_ms\":{},\"bench_cpu_s\":{bench_cpu:.2}",
+         \"delivery_ms\":{},\"bench_cpu_s\":{bench_cpu}",
         plan.connections,
         plan.messages,
         plan.window,
@@ -141,9 +141,9 @@ async fn one_connection(stream: Stream, i: usize, plan: EchoPlan, base: Instant)
 fn take_messages(bytes: &[u8], mut each: impl FnMut(u64)) -> usize {
     const END: &[u8] = b"</message>";
     let mut consumed = 0;
-    while let Some(at) = bytes[consumed..].windows(END.len()).position(|w| w == END) {
+    while let Some(at) = crate::find_bytes(&bytes[consumed..], END) {
         let message = &bytes[consumed..consumed + at];
-        let body = message.windows(6).position(|w| w == b"<body>").map(|b| &message[b + 6..]);
+        let body = crate::find_bytes(message, b"<body>").map(|b| &message[b + 6..]);
         let sent_at = body
             .and_then(|b| std::str::from_utf8(b).ok())
             .and_then(|b| b.split(':').nth(1))

@@ -223,29 +223,46 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU seconds this process used (user + system), from /proc (clock ticks of 1/100 s).
-pub(crate) fn own_cpu_seconds() -> f64 {
-    cpu_seconds("self")
-}
-
-/// The CPU time a server process uses from a starting point on, when its PID is known.
-pub(crate) struct ServerCpu {
-    pid: Option<u32>,
+/// The CPU time (user + system) a process uses from a starting point on: this one, or the
+/// server when its PID is known.
+pub(crate) struct CpuClock {
+    /// The process's directory under /proc (`self` or a PID); none when unknown.
+    process: Option<String>,
     before: f64,
 }
 
-impl ServerCpu {
-    pub(crate) fn start(pid: Option<u32>) -> ServerCpu {
-        ServerCpu { pid, before: pid.map_or(0.0, |p| cpu_seconds(&p.to_string())) }
+impl CpuClock {
+    /// This process (the load generator).
+    pub(crate) fn own() -> CpuClock {
+        CpuClock::start(Some("self".into()))
     }
 
-    /// Seconds used since the start, as a JSON number (`null` without a PID).
+    /// The server's process, if its PID was given.
+    pub(crate) fn server(pid: Option<u32>) -> CpuClock {
+        CpuClock::start(pid.map(|p| p.to_string()))
+    }
+
+    fn start(process: Option<String>) -> CpuClock {
+        let before = process.as_deref().map_or(0.0, cpu_seconds);
+        CpuClock { process, before }
+    }
+
+    /// Seconds used since the start, as a JSON number (`null` for an unknown process).
     pub(crate) fn json(&self) -> String {
-        self.pid.map_or("null".into(), |p| format!("{:.2}", cpu_seconds(&p.to_string()) - self.before))
+        self.process.as_deref().map_or("null".into(), |p| format!("{:.2}", cpu_seconds(p) - self.before))
     }
 }
 
-/// CPU seconds (user + system) the process `pid` ("self" for this one) has used so far.
+/// Where `needle` first occurs in `haystack` (the load generator reads some replies from
+/// their bytes instead of parsing them). Only positions holding the needle's first byte are
+/// compared further: this runs over every byte of a room's presence flood.
+pub(crate) fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, rest)) = needle.split_first() else { return Some(0) };
+    (0..haystack.len()).find(|&i| haystack[i] == first && haystack[i + 1..].starts_with(rest))
+}
+
+/// CPU seconds (user + system) the process `pid` ("self" for this one) has used so far,
+/// from /proc (clock ticks of 1/100 s).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or_default();
@@ -298,8 +315,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Resu
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_kib);
-    let cpu_before = own_cpu_seconds();
-    let server_cpu = ServerCpu::start(pid);
+    let (bench_clock, server_clock) = (CpuClock::own(), CpuClock::server(pid));
     let gate = Arc::new(Semaphore::new(common.concurrency));
     let failed = Arc::new(AtomicUsize::new(0));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -329,8 +345,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Resu
         ready_rx.recv().await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let bench_cpu = own_cpu_seconds() - cpu_before;
-    let server_cpu = server_cpu.json();
+    let (bench_cpu, server_cpu) = (bench_clock.json(), server_clock.json());
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let rss_after = pid.and_then(rss_kib);
     let failed = failed.load(Ordering::Relaxed);
@@ -342,14 +357,13 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Resu
     let json = format!(
         "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
          \"mechanism\":\"{}\",\"tls\":\"{}\",\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
-         \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{}}}",
+         \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}}}",
         target.mech.name(),
         if common.direct_tls { "direct" } else { "starttls" },
         established as f64 / elapsed,
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
         per_session.map_or("null".into(), |v| format!("{v:.2}")),
-        server_cpu,
     );
     println!("{json}");
     Ok(())

@@ -134,8 +134,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
             return Err(e);
         }
     }
-    let cpu_before_join = crate::own_cpu_seconds();
-    let server_cpu_join = crate::ServerCpu::start(plan.server_pid);
+    let (bench_clock, server_clock) = (crate::CpuClock::own(), crate::CpuClock::server(plan.server_pid));
     let join_start = Instant::now();
     shared.create.add_permits(1);
     let mut join_each_us = Vec::with_capacity(m);
@@ -150,12 +149,10 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
         }
     }
     let join_ms = join_start.elapsed().as_secs_f64() * 1000.0;
-    let join_cpu = crate::own_cpu_seconds() - cpu_before_join;
-    let join_server_cpu = server_cpu_join.json();
+    let (join_bench_cpu, join_server_cpu) = (bench_clock.json(), server_clock.json());
 
     tokio::time::sleep(Duration::from_millis(500)).await; // presence traffic settles
-    let cpu_before = crate::own_cpu_seconds();
-    let server_cpu = crate::ServerCpu::start(plan.server_pid);
+    let (bench_clock, server_clock) = (crate::CpuClock::own(), crate::CpuClock::server(plan.server_pid));
     let start = Instant::now();
     let _ = start_tx.send(true);
     let (mut done, mut disconnected) = (0usize, 0usize);
@@ -176,8 +173,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
     };
     let timed_out = tokio::time::timeout(plan.deadline, waiting).await.is_err();
     let elapsed = start.elapsed().as_secs_f64();
-    let bench_cpu = crate::own_cpu_seconds() - cpu_before;
-    let server_cpu = server_cpu.json();
+    let (bench_cpu, server_cpu) = (bench_clock.json(), server_clock.json());
 
     let messages = plan.senders * plan.messages;
     let expected = messages * m;
@@ -185,10 +181,10 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: MucPlan) -
     Ok(format!(
         "\"occupants\":{m},\"senders\":{},\"messages_per_sender\":{},\"messages\":{messages},\"window\":{},\
          \"rate_per_sender\":{},\"join\":\"{}\",\"join_concurrency\":{},\"join_ms\":{join_ms:.1},\
-         \"join_each_ms\":{},\"join_bench_cpu_s\":{join_cpu:.2},\"join_server_cpu_s\":{join_server_cpu},\"expected\":{expected},\"delivered\":{delivered},\
+         \"join_each_ms\":{},\"join_bench_cpu_s\":{join_bench_cpu},\"join_server_cpu_s\":{join_server_cpu},\"expected\":{expected},\"delivered\":{delivered},\
          \"lost\":{},\"duplicated\":{},\"reordered\":{},\"errors\":{},\"disconnected\":{disconnected},\
          \"timed_out\":{timed_out},\"seconds\":{elapsed:.3},\"deliveries_per_s\":{:.1},\"messages_per_s\":{:.1},\
-         \"latency_ms\":{},\"room_config\":\"{}\",\"bench_cpu_s\":{bench_cpu:.2},\"server_cpu_s\":{server_cpu}",
+         \"latency_ms\":{},\"room_config\":\"{}\",\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}",
         plan.senders,
         plan.messages,
         plan.window,
@@ -486,14 +482,13 @@ fn worth_building_on_entry(raw: &[u8]) -> bool {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else { return true };
-    haystack.iter().enumerate().any(|(i, &b)| b == first && haystack[i + 1..].starts_with(rest))
+    crate::find_bytes(haystack, needle).is_some()
 }
 
 /// The text of a message's `<body>` read from the bytes, when it has no markup or entity
 /// in it (the load generator's own bodies never do); `None` when it must be parsed.
 fn raw_body(raw: &[u8]) -> Option<&str> {
-    let at = (0..raw.len()).find(|&i| raw[i..].starts_with(b"<body") && matches!(raw.get(i + 5), Some(b'>' | b' ')))?;
+    let at = crate::find_bytes(raw, b"<body>").or_else(|| crate::find_bytes(raw, b"<body "))?;
     let open_end = at + raw[at..].iter().position(|&b| b == b'>')? + 1;
     let len = raw[open_end..].iter().position(|&b| b == b'<')?;
     let text = &raw[open_end..open_end + len];

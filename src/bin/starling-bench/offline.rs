@@ -57,7 +57,7 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: OfflinePla
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let base = Instant::now();
-    let cpu_before = crate::own_cpu_seconds();
+    let bench_clock = crate::CpuClock::own();
     // A pair's bounces (a full offline store) tell its receiver how many not to wait for.
     let pairs: Vec<Arc<Pair>> = (0..plan.users).map(|_| Pair::new(plan.window)).collect();
     let mut storing = Vec::with_capacity(plan.users);
@@ -90,14 +90,14 @@ pub async fn run(target: &Target, prefix: &str, password: &str, plan: OfflinePla
         drained_at = drained_at.max(task.await.map_err(|e| e.to_string())??);
     }
     let drain_seconds = drained_at.duration_since(drain_start).as_secs_f64();
-    let bench_cpu = crate::own_cpu_seconds() - cpu_before;
+    let bench_cpu = bench_clock.json();
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     let expected = plan.users * plan.messages;
     Ok(format!(
         "\"users\":{},\"messages_per_user\":{},\"window\":{},\"ack_every\":{},\"expected\":{expected},\
          \"acked\":{acked},\"store_seconds\":{store_seconds:.3},\"stored_per_sec\":{:.1},\
          \"drain_seconds\":{drain_seconds:.3},\"drained_per_sec\":{:.1},\"delivered\":{},\"lost\":{},\
-         \"bounced\":{},\"duplicated\":{},\"reordered\":{},\"bench_cpu_s\":{bench_cpu:.2}",
+         \"bounced\":{},\"duplicated\":{},\"reordered\":{},\"bench_cpu_s\":{bench_cpu}",
         plan.users,
         plan.messages,
         plan.window,
