@@ -17,6 +17,10 @@
 #   login         LOGIN_SESSIONS accounts registered, then logged in (TLS, SCRAM, bind,
 #                 presence, 50 at a time) and left idle 10 s: logins per second and the
 #                 server's resident memory per idle session;
+#   login-ecdsa   as login, ECDSA_SESSIONS sessions (2,000), every server presenting a
+#                 self-signed ECDSA P-256 certificate instead: the RSA-2048 signature in
+#                 each handshake dominates a login's cost on every server, and an ECDSA
+#                 signature is a small part of it, so this shows the servers' own work;
 #   chat          PAIRS pairs, CHAT_MESSAGES messages per sender, window 10, no stream
 #                 management: delivered messages per second. Nothing waits for storage here,
 #                 so the run is long enough (300,000 messages by default) that storage work
@@ -45,15 +49,15 @@
 # (min-max) with the Starling/Prosody and Starling/ejabberd ratios and, with --write, puts
 # them with the run's setup into BENCHMARKS.md between its "compare.sh" markers.
 #   usage: bench/compare.sh [--pairs N] [--chat-messages N] [--messages N]
-#                           [--login-sessions N] [--occupants N]
+#                           [--login-sessions N] [--ecdsa-sessions N] [--occupants N]
 #                           [--senders N] [--muc-messages N] [--offline-users N]
 #                           [--offline-messages N] [--repeats N] [--servers "a b"]
 #                           [--scenarios "a b"] [--write]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 chat_messages=3000 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
-occupants=1024 senders=4 muc_messages=100 login_sessions=10000 offline_users=10 offline_messages=1000
-scenarios="echo login chat chat-half chat-sm chat-archive muc offline"
+occupants=1024 senders=4 muc_messages=100 login_sessions=10000 ecdsa_sessions=2000 offline_users=10
+offline_messages=1000 scenarios="echo login login-ecdsa chat chat-half chat-sm chat-archive muc offline"
 write=false
 command_line="bench/compare.sh $*"
 while [[ $# -gt 0 ]]; do
@@ -62,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --chat-messages) chat_messages="$2"; shift 2 ;;
     --messages) messages="$2"; shift 2 ;;
     --login-sessions) login_sessions="$2"; shift 2 ;;
+    --ecdsa-sessions) ecdsa_sessions="$2"; shift 2 ;;
     --occupants) occupants="$2"; shift 2 ;;
     --senders) senders="$2"; shift 2 ;;
     --muc-messages) muc_messages="$2"; shift 2 ;;
@@ -102,6 +107,9 @@ install_packages
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost" -keyout "$work/key.pem" -out "$work/cert.pem" 2> /dev/null
 cat "$work/cert.pem" "$work/key.pem" > "$work/both.pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost" -keyout "$work/ecdsa-key.pem" -out "$work/ecdsa-cert.pem" 2> /dev/null
+cat "$work/ecdsa-cert.pem" "$work/ecdsa-key.pem" > "$work/ecdsa-both.pem"
 chmod 644 "$work"/*.pem
 
 PORT=25222
@@ -112,6 +120,9 @@ room_cap=$(( occupants > 1024 ? occupants : 1024 ))
 ulimit -n 20000 2> /dev/null || true
 
 archive_on() { [[ "$1" == chat-archive ]]; }
+# The certificate files a scenario's server presents: the ECDSA pair for login-ecdsa, the RSA
+# pair otherwise (as a prefix of cert.pem, key.pem and both.pem).
+pem() { [[ "$1" == login-ecdsa ]] && echo "$work/ecdsa-" || echo "$work/"; }
 
 start_starling() { # scenario postgres?
   local storage="" mam=never
@@ -133,8 +144,8 @@ listen = ["127.0.0.1:$PORT"]
 direct_tls_listen = []
 scram_iterations = 4096
 [tls.certs."localhost"]
-cert = "$work/cert.pem"
-key = "$work/key.pem"
+cert = "$(pem "$1")cert.pem"
+key = "$(pem "$1")key.pem"
 [http]
 listen = []
 [s2s]
@@ -178,7 +189,7 @@ allow_registration = true
 default_archive_policy = $policy
 archive_expires_after = "1w"
 VirtualHost "localhost"
-  ssl = { certificate = "$work/cert.pem", key = "$work/key.pem" }
+  ssl = { certificate = "$(pem "$1")cert.pem", key = "$(pem "$1")key.pem" }
 -- Prosody 0.12's MUC has no occupant limit of its own; max_occupants is the option of the
 -- community module mod_muc_max_occupants, should it be installed. Rooms lock until the
 -- creator submits the configuration form, as in Starling. No muc_mam: no room archive.
@@ -206,7 +217,7 @@ start_ejabberd() {
   cat > "$work/ejabberd.yml" <<YAML
 hosts: ["localhost"]
 loglevel: error
-certfiles: ["$work/both.pem"]
+certfiles: ["$(pem "$1")both.pem"]
 auth_method: internal
 auth_password_format: scram
 registration_timeout: infinity
@@ -323,6 +334,7 @@ run_one() { # server scenario repeat
   wait_for_port
   case "$scenario" in
     login) args=(login --sessions "$login_sessions" --idle 10) ;;
+    login-ecdsa) args=(login --sessions "$ecdsa_sessions" --idle 1) ;;
     chat) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10) ;;
     chat-half) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10
                      --rate "$(python3 -c "print(round(${chat_rate[$server]} / 2 / $pairs, 1))")") ;;
@@ -333,10 +345,10 @@ run_one() { # server scenario repeat
   esac
   [[ "$scenario" == muc && "$server" == starling* ]] && args+=(--room-config "muc#roomconfig_enablearchiving=0")
   local line concurrency=20
-  [[ "$scenario" == login ]] && concurrency=50
+  [[ "$scenario" == login* ]] && concurrency=50
   line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
     --concurrency "$concurrency" --server-pid "$(largest_process)" "${args[@]:1}" \
-    $( [[ "$scenario" == login ]] || echo --deadline 240 ) \
+    $( [[ "$scenario" == login* ]] || echo --deadline 240 ) \
     2> "$work/bench.err" || true)
   [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
   if [[ "$scenario" == chat ]]; then

@@ -87,31 +87,32 @@ def echo_table(runs, medians):
           f"{ms(pick(results, 'delivery_ms', 'p99'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |\n")
 
 
-def login_table(runs, medians):
+def login_table(runs, medians, scenario="login"):
+    """The login scenario (RSA-2048 certificate, memory per idle session) or login-ecdsa (an
+    ECDSA certificate, for the rate only)."""
     columns = ["server", "logins/s", "KiB per idle session", "established / failed", "load generator CPU s",
                "server CPU s", "logins per server CPU s"]
-    rows = begin_table(
-        runs,
-        "login",
-        "logins_per_sec",
-        lambda first: f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS + "
-        f"{first['mechanism']} + bind + presence, then 10 s idle\n",
-        columns,
-    )
+    heading = {
+        "login": lambda first: f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS "
+        f"(RSA-2048 certificate) + {first['mechanism']} + bind + presence, then 10 s idle\n",
+        "login-ecdsa": lambda first: f"### Logins with an ECDSA certificate\n\n{first['sessions']} sessions, TLS "
+        f"(ECDSA P-256 certificate) + {first['mechanism']} + bind + presence, then 1 s idle\n",
+    }[scenario]
+    rows = begin_table(runs, scenario, "logins_per_sec", heading, columns)
     for server, results in rows or []:
         if not results:
-            failed_row(runs, "login", server, len(columns))
+            failed_row(runs, scenario, server, len(columns))
             continue
         rate, kib = pick(results, "logins_per_sec"), pick(results, "kib_per_session")
-        medians[("login", server)] = statistics.median(rate)
-        if kib:
+        medians[(scenario, server)] = statistics.median(rate)
+        if kib and scenario == "login":
             medians[("memory", server)] = statistics.median(kib)
         est = f"{min(pick(results, 'established'))} / {max(pick(results, 'failed'))}"
         # Logins per second of the server's own CPU: its capacity on one core, also when the
         # load generator (which computes PBKDF2 for every SCRAM login) is the busier side.
         per_cpu = [r["established"] / r["server_cpu_s"] for r in results if r.get("server_cpu_s")]
         if per_cpu:
-            medians[("login capacity", server)] = statistics.median(per_cpu)
+            medians[(f"{scenario} capacity", server)] = statistics.median(per_cpu)
         print(f"| {NAMES[server]} | {spread(rate)} | {spread(kib, '{:.1f}')} | {est} | "
               f"{spread(pick(results, 'bench_cpu_s'), '{:.2f}')} | {spread(pick(results, 'server_cpu_s'), '{:.2f}')} | "
               f"{spread(per_cpu)} |")
@@ -199,6 +200,8 @@ def offline_table(runs, medians):
 
 def ratios(medians):
     rows = [("login", "logins per second"), ("login capacity", "logins per second of server CPU"),
+            ("login-ecdsa", "logins per second, ECDSA certificate"),
+            ("login-ecdsa capacity", "logins per second of server CPU, ECDSA certificate"),
             ("memory", "memory per idle session (theirs / ours)"),
             ("chat", "chat"), ("chat-sm", "chat-sm (durable on Starling)"), ("chat-archive", "chat-archive"),
             ("muc", "muc deliveries per second"), ("muc join", "muc join speed"),
@@ -240,6 +243,7 @@ def main():
     medians = {}
     echo_table(runs, medians)
     login_table(runs, medians)
+    login_table(runs, medians, "login-ecdsa")
     chat_table(runs, medians)
     muc_table(runs, medians)
     offline_table(runs, medians)

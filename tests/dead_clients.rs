@@ -36,6 +36,29 @@ async fn a_client_that_answers_pings_stays_connected() {
 }
 
 #[tokio::test]
+async fn a_client_that_keeps_talking_is_not_pinged() {
+    let server = support::start(FAST_PINGS, "").await;
+    server.add_user("alice@localhost", "pw").await;
+    let mut alice = Client::connect(server.running.c2s_direct_tls[0], "localhost", "alice", "pw", "r").await.unwrap();
+    // Three idle periods of traffic every 300 ms: the timer that fires after the first second
+    // finds recent reads and waits again instead of pinging.
+    for i in 0..10 {
+        alice
+            .send_raw(&format!("<iq type='get' id='t{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .await
+            .unwrap();
+        let answer = alice.recv_within(Duration::from_millis(300)).await.unwrap();
+        match answer {
+            Some(Received::Element(el)) => assert_eq!(el.attr("id"), Some(format!("t{i}").as_str()), "{el}"),
+            other => panic!("expected the answer to t{i}, got {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Silent from now on: the ping comes.
+    next_ping(&mut alice).await;
+}
+
+#[tokio::test]
 async fn a_silent_client_is_disconnected_and_its_contacts_see_it_leave() {
     let server = support::start(FAST_PINGS, "").await;
     server.add_user("alice@localhost", "pw").await;

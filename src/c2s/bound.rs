@@ -41,18 +41,12 @@ pub fn run<S: Transport>(
         let server = &*server;
         let guard = session.attached.lock().await;
         let generation = session.generation.load(Ordering::Acquire);
-        let started = match resend {
-            Some(stanzas) => resend_unacked(&mut conn, &stanzas).await,
-            None => {
-                if let Some(host) = server.host(session.jid.domain().as_str()) {
-                    Box::pin(host.bus.fire(&mut SessionBound { session: session.clone() })).await;
-                }
-                Ok(())
-            }
-        };
-        let exit = match started {
-            Ok(()) => session_loop(server, &mut conn, &session, generation).await,
-            Err(exit) => exit,
+        // `if let` rather than a variable holding the outcome, so that nothing of the start is
+        // kept in the task's state while the loop runs.
+        let exit = if let Err(exit) = Box::pin(start(server, &mut conn, &session, resend)).await {
+            exit
+        } else {
+            session_loop(server, &mut conn, &session, generation).await
         };
         if matches!(exit, Exit::TakenOver) {
             return; // the resuming connection serves the session from now on
@@ -71,6 +65,25 @@ pub fn run<S: Transport>(
         Box::pin(end_session(server, &session, unwritten)).await;
         Box::pin(close_connection(&mut conn, exit)).await;
         drop(guard);
+    }
+}
+
+/// Before the loop: a resumed session gets again what the client had not acknowledged; a new
+/// one is announced to the modules ([`SessionBound`]).
+async fn start<S: Transport>(
+    server: &Server,
+    conn: &mut Conn<S>,
+    session: &SessionRef,
+    resend: Option<Vec<Stanza>>,
+) -> Result<(), Exit> {
+    match resend {
+        Some(stanzas) => resend_unacked(conn, &stanzas).await,
+        None => {
+            if let Some(host) = server.host(session.jid.domain().as_str()) {
+                host.bus.fire(&mut SessionBound { session: session.clone() }).await;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -141,75 +154,113 @@ async fn reroute(server: &Server, session: &SessionRef, unacked: Vec<Stanza>, un
     }
 }
 
-async fn session_loop<S: Transport>(
+/// The loop of a bound session.
+///
+/// The idle timer is one `Sleep`, boxed and kept for the whole session: it is not re-armed
+/// for every stanza read (reads only note the time), but when it fires, which is when the
+/// session may have been idle for `ping_after_idle`. Like [`run`], a plain function returning
+/// an `async move` block, so that the arguments are not kept twice: with the timer boxed, this
+/// keeps the session task within 2 KiB, an allocation size the allocator serves at the
+/// alignment tokio's task cells ask for without padding it up.
+#[allow(clippy::manual_async_fn)] // deliberate, see above
+fn session_loop<'a, S: Transport>(
+    server: &'a Server,
+    conn: &'a mut Conn<S>,
+    session: &'a SessionRef,
+    generation: u64,
+) -> impl Future<Output = Exit> + Send + 'a {
+    async move {
+        let mut last_read = Instant::now();
+        let mut idle_timer = Box::pin(tokio::time::sleep_until(last_read + server.config.c2s.ping_after_idle.get()));
+        let mut ping_outstanding = false;
+        loop {
+            // Stanzas already buffered are handled before waiting on anything.
+            match conn.buffered() {
+                Ok(Some(event)) => {
+                    // Boxed: routing futures are large and must not size the idle task.
+                    if let Err(exit) = Box::pin(handle_event(server, conn, session, event)).await {
+                        return exit;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(exit) => return exit,
+            }
+            // Boxed, and only while an answer is owed: an idle session must not carry the wait.
+            let mut commit_wait = session.sm().owed_seq().map(|seq| Box::pin(server.storage.commits().committed(seq)));
+            let woke = tokio::select! {
+                read = conn.fill() => Wake::Read(read),
+                out = session.next_outbound(generation) => out.map_or(Wake::TakenOver, Wake::Outbound),
+                () = idle_timer.as_mut() => Wake::Idle,
+                Some(()) = OptionFuture::from(commit_wait.as_mut()) => Wake::Committed,
+            };
+            let step = match woke {
+                Wake::Read(read) => {
+                    last_read = Instant::now();
+                    ping_outstanding = false;
+                    read
+                }
+                Wake::Outbound(out) => Box::pin(write_outbound(server, conn, out, session)).await,
+                Wake::Committed => {
+                    let answer = session.sm().take_owed_answer(server.storage.commits().committed_seq());
+                    match answer {
+                        Some(answer) => conn.send(&answer).await,
+                        None => Ok(()),
+                    }
+                }
+                Wake::TakenOver => Err(Exit::TakenOver),
+                Wake::Idle => {
+                    Box::pin(on_idle_timer(
+                        server,
+                        conn,
+                        session,
+                        idle_timer.as_mut(),
+                        last_read,
+                        &mut ping_outstanding,
+                    ))
+                    .await
+                }
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+}
+
+/// The idle timer fired (XEP-0199 §4.2 client-to-server pings). If something was read since it
+/// was armed, it is armed again for `ping_after_idle` after that read; if a ping is already
+/// unanswered, the connection is dead; otherwise the client is pinged and gets `ping_timeout`
+/// to show it is there.
+async fn on_idle_timer<S: Transport>(
     server: &Server,
     conn: &mut Conn<S>,
     session: &SessionRef,
-    generation: u64,
-) -> Exit {
-    let idle = server.config.c2s.ping_after_idle.get();
-    let ping_timeout = server.config.c2s.ping_timeout.get();
-    let mut deadline = Instant::now() + idle;
-    let mut ping_outstanding = false;
-    loop {
-        // Stanzas already buffered are handled before waiting on anything.
-        match conn.buffered() {
-            Ok(Some(event)) => {
-                // Boxed: routing futures are large and must not size the idle task.
-                if let Err(exit) = Box::pin(handle_event(server, conn, session, event)).await {
-                    return exit;
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(exit) => return exit,
-        }
-        // Boxed, and only while an answer is owed: an idle session must not carry the wait.
-        let mut commit_wait = session.sm().owed_seq().map(|seq| Box::pin(server.storage.commits().committed(seq)));
-        let woke = tokio::select! {
-            read = conn.fill() => Wake::Read(read),
-            out = session.next_outbound() => Wake::Outbound(out),
-            () = tokio::time::sleep_until(deadline) => Wake::Idle,
-            () = session.takeover.notified() => Wake::TakeOver,
-            Some(()) = OptionFuture::from(commit_wait.as_mut()) => Wake::Committed,
-        };
-        let step = match woke {
-            Wake::Read(read) => {
-                deadline = Instant::now() + idle;
-                ping_outstanding = false;
-                read
-            }
-            Wake::Outbound(out) => Box::pin(write_outbound(server, conn, out, session)).await,
-            Wake::Committed => {
-                let answer = session.sm().take_owed_answer(server.storage.commits().committed_seq());
-                match answer {
-                    Some(answer) => conn.send(&answer).await,
-                    None => Ok(()),
-                }
-            }
-            // A stale wake-up from an earlier resumption is ignored; a new one means let go.
-            Wake::TakeOver if session.generation.load(Ordering::Acquire) == generation => Ok(()),
-            Wake::TakeOver => Err(Exit::TakenOver),
-            Wake::Idle if ping_outstanding => {
-                Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")))
-            }
-            Wake::Idle => {
-                ping_outstanding = true;
-                deadline = Instant::now() + ping_timeout;
-                Box::pin(send_ping(conn, session)).await
-            }
-        };
-        if let Err(exit) = step {
-            return exit;
-        }
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    last_read: Instant,
+    ping_outstanding: &mut bool,
+) -> Result<(), Exit> {
+    let c2s = &server.config.c2s;
+    let quiet_until = last_read + c2s.ping_after_idle.get();
+    if *ping_outstanding {
+        return Err(Exit::Error(StreamError::with_text("connection-timeout", "no answer to ping")));
     }
+    let now = Instant::now();
+    if quiet_until > now {
+        timer.reset(quiet_until);
+        return Ok(());
+    }
+    *ping_outstanding = true;
+    timer.reset(now + c2s.ping_timeout.get());
+    send_ping(conn, session).await
 }
 
 enum Wake {
     Read(Result<(), Exit>),
     Outbound(Outbound),
     Idle,
-    TakeOver,
+    /// A resumption took the session over.
+    TakenOver,
     /// Storage committed what an owed `<a/>` waits for.
     Committed,
 }
@@ -371,4 +422,25 @@ async fn send_ping<S: Transport>(conn: &mut Conn<S>, session: &SessionRef) -> Re
         .with_attr("to", session.jid.as_str())
         .with_child(Element::new("ping", crate::module_api::ns::PING));
     conn.send_element(&ping).await
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future a function returns, without calling it.
+    fn future_size<F: Future>(_: impl FnOnce() -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// tokio allocates a task as one cell aligned to 128 bytes: a 32-byte header, 16 bytes of
+    /// scheduler and task id, the future's stage (the future plus 8 bytes), a 48-byte trailer.
+    /// Up to 2048 bytes, a power of two, mimalloc serves that alignment from its 2 KiB size
+    /// class; one byte more and the cell takes 2176 bytes, over-allocated to a 2.5 KiB block,
+    /// 512 bytes more for every session. So the future of a TLS session may be 1944 bytes.
+    #[test]
+    #[allow(unreachable_code, clippy::diverging_sub_expression)] // the closure is never called
+    fn a_session_task_fits_the_2_kib_allocation() {
+        type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+        let task = future_size(|| super::run::<Tls>(todo!(), todo!(), todo!(), None));
+        assert!(task <= 2048 - 32 - 16 - 8 - 48, "the session task's future is {task} bytes");
+    }
 }

@@ -292,8 +292,7 @@ async fn resume<S: Transport>(
     };
     // The serving connection, if it still runs (a silent death not yet noticed), lets go;
     // the bumped generation tells it, and a detached task, that the session moved on.
-    session.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    session.takeover.notify_one();
+    session.take_over();
     let guard = session.attached.lock().await;
     if session.is_closed() {
         drop(guard);

@@ -59,9 +59,8 @@ pub struct Session {
     sm: Mutex<StreamManagement>,
     /// Held by the connection task serving the session; a resuming connection waits for it.
     pub attached: tokio::sync::Mutex<()>,
-    /// Tells the serving connection task to let go (a resumption took the session over).
-    pub takeover: Notify,
-    /// Bumped by every resumption, so that a detached task knows it was resumed.
+    /// Bumped by every resumption, so that the serving task (woken through the outbound
+    /// queue's wake-up) and a detached one know the session moved on.
     pub generation: AtomicU64,
 }
 
@@ -188,15 +187,28 @@ impl Session {
         self.outbox().queue.pop_front()
     }
 
-    /// Waits for the next queued item. Cancel-safe: nothing is taken from the queue unless
-    /// the future completes.
-    pub async fn next_outbound(&self) -> Outbound {
+    /// Waits for the next queued item; `None` once a resumption has taken the session over
+    /// from the connection that serves `generation`. Cancel-safe: nothing is taken from the
+    /// queue unless the future completes.
+    pub async fn next_outbound(&self, generation: u64) -> Option<Outbound> {
         loop {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return None;
+            }
             if let Some(item) = self.try_next_outbound() {
-                return item;
+                return Some(item);
             }
             self.wake.notified().await;
         }
+    }
+
+    /// A resuming connection takes the session over (XEP-0198 §5): the connection serving it,
+    /// if it still runs, learns it from its next wait for outbound items and lets go. The
+    /// wake-up is stored if that task is busy, so it is not missed. One wake-up serves both,
+    /// which keeps every session (and its task) smaller by a second one.
+    pub fn take_over(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
     }
 
     /// Marks the connection gone: later sends fail. Returns what was queued and never written,
@@ -292,7 +304,6 @@ impl SessionTable {
             state: Mutex::default(),
             sm: Mutex::default(),
             attached: tokio::sync::Mutex::new(()),
-            takeover: Notify::new(),
             generation: AtomicU64::new(0),
         });
         let mut table = self.table();
@@ -439,7 +450,7 @@ mod tests {
             async move {
                 let mut names = Vec::new();
                 for _ in 0..3 {
-                    if let Outbound::Stanza(el) = session.next_outbound().await {
+                    if let Some(Outbound::Stanza(el)) = session.next_outbound(0).await {
                         names.push(el.id().unwrap_or_default().to_owned());
                     }
                 }
