@@ -13,7 +13,8 @@
 # Scenarios (each ends with one JSON line from starling-bench):
 #   echo          no XMPP server: a trivial TLS echo (starling-bench echo-server, the same
 #                 certificate) driven with the chat messages, PAIRS connections of
-#                 CHAT_MESSAGES messages: the ceiling;
+#                 CHAT_MESSAGES messages: the ceiling. Its CPU time gives the ceiling of
+#                 one core also when the load generator is the bound;
 #   login         LOGIN_SESSIONS accounts registered, then logged in (TLS, SCRAM, bind,
 #                 presence, 50 at a time) and left idle 10 s: logins per second and the
 #                 server's resident memory per idle session;
@@ -313,7 +314,7 @@ run_echo() { # repeat
   wait_for_port
   local line
   line=$(taskset -c 1 "$bin/starling-bench" echo --server "127.0.0.1:$PORT" --connections "$pairs" \
-    --messages "$chat_messages" --window 10 2> "$work/bench.err" || true)
+    --messages "$chat_messages" --window 10 --server-pid "$pid" 2> "$work/bench.err" || true)
   [[ -z "$line" ]] && line="{\"error\":\"$(tr -d '"\n' < "$work/bench.err" | cut -c1-200)\"}"
   record echo echo "$1" "$line"
   stop_server echo

@@ -79,12 +79,18 @@ def echo_table(runs, medians):
     r = results[0]
     print(f"### TLS echo (the ceiling)\n\n{r['connections']} connections, {r['messages_per_connection']} "
           f"messages each, window {r['window']}\n")
-    print("| | messages/s | latency p50 / p99 ms | load generator CPU s |")
-    print("|---|---|---|---|")
+    print("| | messages/s | latency p50 / p99 ms | load generator CPU s | echo server CPU s | messages per server CPU s |")
+    print("|---|---|---|---|---|---|")
     rate = pick(results, "delivered_per_sec")
     medians[("echo", "echo")] = statistics.median(rate)
+    # Messages per second of the echo server's CPU: the ceiling of one core, also when the
+    # load generator is the busier side.
+    per_cpu = [r["delivered"] / r["server_cpu_s"] for r in results if r.get("server_cpu_s")]
+    if per_cpu:
+        medians[("echo capacity", "echo")] = statistics.median(per_cpu)
     print(f"| TLS echo | {spread(rate)} | {ms(pick(results, 'delivery_ms', 'p50'))} / "
-          f"{ms(pick(results, 'delivery_ms', 'p99'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} |\n")
+          f"{ms(pick(results, 'delivery_ms', 'p99'))} | {spread(pick(results, 'bench_cpu_s'), '{:.2f}')} | "
+          f"{spread(pick(results, 'server_cpu_s'), '{:.2f}')} | {spread(per_cpu)} |\n")
 
 
 def login_table(runs, medians, scenario="login"):
@@ -198,7 +204,7 @@ def offline_table(runs, medians):
     print()
 
 
-def ratios(medians):
+def ratios(medians, runs):
     rows = [("login", "logins per second"), ("login capacity", "logins per second of server CPU"),
             ("login-ecdsa", "logins per second, ECDSA certificate"),
             ("login-ecdsa capacity", "logins per second of server CPU, ECDSA certificate"),
@@ -231,6 +237,12 @@ def ratios(medians):
         chat = medians.get(("chat", server))
         if chat and echo:
             own.append(f"- {NAMES[server]} chat is {chat / echo:.2f} of the TLS echo ceiling.")
+        capacity, chat_runs = medians.get(("echo capacity", "echo")), runs.get(("chat", server), [])
+        per_cpu = [r["delivered"] / r["server_cpu_s"] for r in chat_runs if r.get("server_cpu_s")]
+        if capacity and per_cpu:
+            own.append(f"- {NAMES[server]} chat delivers {statistics.median(per_cpu):,.0f} messages per second of "
+                       f"server CPU: {statistics.median(per_cpu) / capacity:.2f} of the echo server's "
+                       f"{capacity:,.0f}.")
         if chat and medians.get(("chat-sm", server)):
             own.append(f"- {NAMES[server]} durable chat (chat-sm) is {medians[('chat-sm', server)] / chat:.2f} "
                        "of its chat rate.")
@@ -247,7 +259,7 @@ def main():
     chat_table(runs, medians)
     muc_table(runs, medians)
     offline_table(runs, medians)
-    ratios(medians)
+    ratios(medians, runs)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ pub struct EchoPlan {
     pub window: usize,
     pub body_bytes: usize,
     pub deadline: Duration,
+    /// The echo server's process, whose CPU time is reported.
+    pub server_pid: Option<u32>,
 }
 
 /// Runs the client side; returns the JSON fields of the result.
@@ -61,7 +63,7 @@ pub async fn run(server: SocketAddr, plan: EchoPlan) -> Result<String, String> {
         streams.push(tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?);
     }
     let base = Instant::now();
-    let bench_clock = crate::CpuClock::own();
+    let (bench_clock, server_clock) = (crate::CpuClock::own(), crate::CpuClock::server(plan.server_pid));
     let mut tasks = Vec::with_capacity(plan.connections);
     for (i, stream) in streams.into_iter().enumerate() {
         tasks.push(tokio::spawn(one_connection(stream, i, plan.clone(), base)));
@@ -73,12 +75,12 @@ pub async fn run(server: SocketAddr, plan: EchoPlan) -> Result<String, String> {
         latencies.extend(samples);
     }
     let elapsed = base.elapsed().as_secs_f64();
-    let bench_cpu = bench_clock.json();
+    let (bench_cpu, server_cpu) = (bench_clock.json(), server_clock.json());
     let expected = plan.connections * plan.messages;
     Ok(format!(
         "\"connections\":{},\"messages_per_connection\":{},\"window\":{},\"expected\":{expected},\
          \"delivered\":{returned},\"lost\":{},\"seconds\":{elapsed:.3},\"delivered_per_sec\":{:.1},\
-         \"delivery_ms\":{},\"bench_cpu_s\":{bench_cpu}",
+         \"delivery_ms\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}",
         plan.connections,
         plan.messages,
         plan.window,

@@ -214,6 +214,9 @@ enum Scenario {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         deadline: u64,
+        /// The echo server's process id: its CPU time for the messages is reported.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
 }
 
@@ -482,9 +485,9 @@ async fn main() {
                 .await
         }
         Scenario::EchoServer { listen, cert, key } => echo::serve(listen, cert, key).await,
-        Scenario::Echo { server, connections, messages, window, body_bytes, deadline } => {
+        Scenario::Echo { server, connections, messages, window, body_bytes, deadline, server_pid } => {
             let deadline = Duration::from_secs(deadline);
-            let plan = echo::EchoPlan { connections, messages, window, body_bytes, deadline };
+            let plan = echo::EchoPlan { connections, messages, window, body_bytes, deadline, server_pid };
             echo::run(server, plan).await.map(|fields| println!("{{\"scenario\":\"echo\",{fields}}}"))
         }
     };
