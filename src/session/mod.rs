@@ -442,6 +442,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_takeover_wakes_the_serving_connection_and_leaves_the_queue_to_the_next() {
+        let table = SessionTable::default();
+        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        let serving = tokio::spawn({
+            let session = session.clone();
+            async move { session.next_outbound(0).await.is_none() }
+        });
+        tokio::task::yield_now().await;
+        session.take_over();
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), serving).await;
+        assert!(woken.expect("woken").unwrap(), "the old connection learns that it was taken over");
+        // Taken over while busy: the stored wake-up and the generation still tell it.
+        session.take_over();
+        assert!(session.next_outbound(1).await.is_none());
+        assert!(session.send_element(Element::new("message", "jabber:client").with_attr("id", "1")));
+        let next = session.next_outbound(2).await;
+        assert!(matches!(next, Some(Outbound::Stanza(s)) if s.id() == Some("1")), "the resuming connection writes it");
+    }
+
+    #[tokio::test]
     async fn queued_items_come_out_in_order_and_waiting_wakes_on_send() {
         let table = SessionTable::default();
         let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
