@@ -53,6 +53,12 @@ def pick(results, key, q=None):
     return [r[key][q] if q else r[key] for r in results if r.get(key) is not None]
 
 
+def per_server_cpu(results, count):
+    """`count` (delivered messages, established sessions) per second of the server's CPU, for
+    each result that measured the server's CPU."""
+    return [r[count] / r["server_cpu_s"] for r in results if r.get("server_cpu_s")]
+
+
 def begin_table(runs, scenario, key, heading, columns):
     """The servers that ran `scenario`, each with its results that have `key`, after printing
     the table's heading (made from the first such result) and its column header; None when no
@@ -85,7 +91,7 @@ def echo_table(runs, medians):
     medians[("echo", "echo")] = statistics.median(rate)
     # Messages per second of the echo server's CPU: the ceiling of one core, also when the
     # load generator is the busier side.
-    per_cpu = [r["delivered"] / r["server_cpu_s"] for r in results if r.get("server_cpu_s")]
+    per_cpu = per_server_cpu(results, "delivered")
     if per_cpu:
         medians[("echo capacity", "echo")] = statistics.median(per_cpu)
     print(f"| TLS echo | {spread(rate)} | {ms(pick(results, 'delivery_ms', 'p50'))} / "
@@ -116,7 +122,7 @@ def login_table(runs, medians, scenario="login"):
         est = f"{min(pick(results, 'established'))} / {max(pick(results, 'failed'))}"
         # Logins per second of the server's own CPU: its capacity on one core, also when the
         # load generator (which computes PBKDF2 for every SCRAM login) is the busier side.
-        per_cpu = [r["established"] / r["server_cpu_s"] for r in results if r.get("server_cpu_s")]
+        per_cpu = per_server_cpu(results, "established")
         if per_cpu:
             medians[(f"{scenario} capacity", server)] = statistics.median(per_cpu)
         print(f"| {NAMES[server]} | {spread(rate)} | {spread(kib, '{:.1f}')} | {est} | "
@@ -238,7 +244,7 @@ def ratios(medians, runs):
         if chat and echo:
             own.append(f"- {NAMES[server]} chat is {chat / echo:.2f} of the TLS echo ceiling.")
         capacity, chat_runs = medians.get(("echo capacity", "echo")), runs.get(("chat", server), [])
-        per_cpu = [r["delivered"] / r["server_cpu_s"] for r in chat_runs if r.get("server_cpu_s")]
+        per_cpu = per_server_cpu(chat_runs, "delivered")
         if capacity and per_cpu:
             own.append(f"- {NAMES[server]} chat delivers {statistics.median(per_cpu):,.0f} messages per second of "
                        f"server CPU: {statistics.median(per_cpu) / capacity:.2f} of the echo server's "

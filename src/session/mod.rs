@@ -405,6 +405,11 @@ mod tests {
         assert_eq!(table.count(), 1);
     }
 
+    /// A session bound in a table of its own.
+    fn balcony() -> SessionRef {
+        SessionTable::default().bind(FullJid::new("juliet@example.com/balcony").unwrap()).0
+    }
+
     fn stanza(xml: &str) -> Stanza {
         Stanza::from_element(Element::parse(xml.as_bytes()).unwrap()).unwrap()
     }
@@ -420,8 +425,7 @@ mod tests {
 
     #[test]
     fn an_inactive_client_gets_only_the_latest_presence_and_chat_state_and_only_when_it_matters() {
-        let table = SessionTable::default();
-        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        let session = balcony();
         session.set_inactive(true);
         for show in ["away", "xa", "dnd"] {
             session.send(stanza(&format!(
@@ -443,8 +447,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_takeover_wakes_the_serving_connection_and_leaves_the_queue_to_the_next() {
-        let table = SessionTable::default();
-        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        let session = balcony();
         let serving = tokio::spawn({
             let session = session.clone();
             async move { session.next_outbound(0).await.is_none() }
@@ -463,8 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_items_come_out_in_order_and_waiting_wakes_on_send() {
-        let table = SessionTable::default();
-        let (session, _) = table.bind(FullJid::new("juliet@example.com/balcony").unwrap());
+        let session = balcony();
         let waiter = tokio::spawn({
             let session = session.clone();
             async move {
