@@ -159,7 +159,7 @@ impl Mam {
             }
         };
         if wanted {
-            let value = Value::xml(stanza.to_element().to_bytes(""));
+            let value = Value::xml(stanza.to_document());
             let item = NewItem {
                 key: Some(key.unwrap_or_else(|| random_id(15))),
                 when: now_micros(),

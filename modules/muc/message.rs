@@ -95,7 +95,7 @@ impl Muc {
         let has_body = message.el().has_child("body", NS_CLIENT);
         let node = room.jid.node().map(|n| n.as_str().to_owned()).unwrap_or_default();
         if has_body && room.config().archive {
-            let value = Value::xml(message.to_element().to_bytes(""));
+            let value = Value::xml(message.to_document());
             let item = NewItem { key: Some(key.clone()), when, with: from.to_string(), value };
             self.archive.append_queued(&node, item).await;
         }

@@ -32,9 +32,9 @@ pub(super) struct Inbox {
     /// kept up to date here, so that the quota check is not a count per message. An entry
     /// goes when a client of the account comes or takes messages, and at every expiry run.
     held: Mutex<HashMap<String, usize>>,
-    /// Where the domain's key secret is kept, and the secret once loaded.
+    /// Where the domain's key secret is kept, and the keys made from it once it is loaded.
     secrets: KeyVal,
-    secret: tokio::sync::OnceCell<Vec<u8>>,
+    origin_keys: tokio::sync::OnceCell<OriginKeys>,
 }
 
 /// The keyval entry holding the secret (not an account name: it has no `@` and cannot be
@@ -61,26 +61,26 @@ impl Inbox {
             locks: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             secrets,
-            secret: tokio::sync::OnceCell::new(),
+            origin_keys: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// The domain's secret for message keys, created on first use and kept in storage so that
-    /// keys stay the same across restarts.
-    async fn secret(&self) -> Result<&[u8], StanzaError> {
-        let secret = self
-            .secret
+    /// The keys of messages with an origin id, made with the domain's secret. The secret is
+    /// created on first use and kept in storage, so that keys stay the same across restarts.
+    async fn origin_keys(&self) -> Result<&OriginKeys, StanzaError> {
+        self.origin_keys
             .get_or_try_init(|| async {
-                if let Some(value) = self.secrets.get(SECRET_USER).await? {
-                    return Ok(value.data);
-                }
-                let value = Value::bytes(random_id(32).into_bytes());
-                self.secrets.set(SECRET_USER, Some(&value)).await?;
-                Ok::<_, crate::module_api::StorageError>(value.data)
+                let secret = match self.secrets.get(SECRET_USER).await.map_err(internal)? {
+                    Some(value) => value.data,
+                    None => {
+                        let value = Value::bytes(random_id(32).into_bytes());
+                        self.secrets.set(SECRET_USER, Some(&value)).await.map_err(internal)?;
+                        value.data
+                    }
+                };
+                OriginKeys::new(&secret)
             })
             .await
-            .map_err(internal)?;
-        Ok(secret)
     }
 
     pub(super) fn stored(&self) -> &Archive {
@@ -160,8 +160,7 @@ impl Inbox {
             return Err(StanzaError::service_unavailable().with_text("offline storage is full"));
         }
         let with = stanza.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
-        let item =
-            NewItem { key: Some(key), when: now_micros(), with, value: Value::xml(stanza.to_element().to_bytes("")) };
+        let item = NewItem { key: Some(key), when: now_micros(), with, value: Value::xml(stanza.to_document()) };
         self.stored.append_queued(user, item).await;
         if offline && let Some(held) = self.held_counts().get_mut(user) {
             *held += 1;
@@ -230,7 +229,7 @@ impl Inbox {
         stanza.set_to(Jid::from(account.clone()));
         add_stanza_id(&mut stanza, account.as_str(), key);
         let with = stanza.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
-        let value = Value::xml(stanza.to_element().to_bytes(""));
+        let value = Value::xml(stanza.to_document());
         let lock = self.lock_for(user);
         let _guard = lock.lock().await;
         self.stored.append_queued(user, NewItem { key: Some(key.to_owned()), when: now_micros(), with, value }).await;
@@ -246,15 +245,18 @@ impl Inbox {
         }
     }
 
-    /// Step 3: messages a client has leave the inbox; a record stays of each whose key a
-    /// retransmission would have (those with an origin id).
+    /// Step 3: messages a client has leave the inbox; a record stays of each with an origin id,
+    /// whose key is then the one a retransmission would get. A message with an origin id that
+    /// another module stored under a key of its own leaves a record no retransmission matches
+    /// (its key is not a keyed hash of the origin id): a line of storage, where telling the two
+    /// apart would cost a keyed hash per delivered message.
     pub(super) async fn delivered(&self, session: &SessionRef, messages: &[Stanza]) {
         let account = session.jid.bare();
         let Some(user) = account.node().map(|n| n.as_str()) else { return };
         let mut keys = Vec::new();
         for message in messages {
             let Some(key) = stored_key(message, &account) else { continue };
-            if self.keyed_by_origin(message, &key).await {
+            if origin_id(message).is_some() {
                 self.record_delivery(user, &key).await;
             }
             keys.push(key);
@@ -265,17 +267,11 @@ impl Inbox {
         }
     }
 
-    /// Whether `key` is the one a retransmission of `message` would get (a key made from its
-    /// origin id, not a random one or one another module chose).
-    async fn keyed_by_origin(&self, message: &Stanza, key: &str) -> bool {
-        matches!(self.origin_key(message).await, Ok(Some(origin_key)) if origin_key == key)
-    }
-
     /// The inbox key of a message with an origin id: the same for every retransmission.
     async fn origin_key(&self, message: &Stanza) -> Result<Option<String>, StanzaError> {
         let Some(id) = origin_id(message) else { return Ok(None) };
         let sender = message.from_ref().map(|f| f.bare().to_string()).unwrap_or_default();
-        Ok(Some(key_for_origin(self.secret().await?, &sender, id)))
+        Ok(Some(self.origin_keys().await?.key(&sender, id)))
     }
 
     /// Queues the record that `user` has the message with `key`: a line of the record log
@@ -363,19 +359,33 @@ fn origin_id(stanza: &Stanza) -> Option<&str> {
     stanza.el().get_child("origin-id", ns::SID).and_then(|o| o.attr("id")).filter(|id| !id.is_empty())
 }
 
-/// The key of a message with an origin id: the same for every retransmission by the same
+/// Makes the key of a message with an origin id: the same for every retransmission by the same
 /// sender, and unpredictable without the domain's secret (XEP-0313 §3.1 wants archive ids
 /// nobody can guess; the archive reuses this key).
-pub(super) fn key_for_origin(secret: &[u8], sender: &str, origin_id: &str) -> String {
-    use base64::Engine;
-    use hmac::{KeyInit, Mac};
-    let Ok(mut mac) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
-        return random_id(15); // HMAC takes keys of any length; this cannot happen
-    };
-    mac.update(sender.as_bytes());
-    mac.update(&[0]);
-    mac.update(origin_id.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..15])
+pub(super) struct OriginKeys {
+    /// HMAC-SHA-256 keyed with the secret: cloned per key, so that the two blocks of the keyed
+    /// pads are hashed once, not for every message.
+    keyed: hmac::Hmac<Sha256>,
+}
+
+impl OriginKeys {
+    pub(super) fn new(secret: &[u8]) -> Result<OriginKeys, StanzaError> {
+        use hmac::KeyInit;
+        // HMAC takes keys of any length: this does not fail.
+        let keyed = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(internal)?;
+        Ok(OriginKeys { keyed })
+    }
+
+    /// The key of the message `sender` marked with `origin_id`.
+    pub(super) fn key(&self, sender: &str, origin_id: &str) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let mut mac = self.keyed.clone();
+        mac.update(sender.as_bytes());
+        mac.update(&[0]);
+        mac.update(origin_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..15])
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StanzaError {

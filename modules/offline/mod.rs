@@ -15,10 +15,9 @@
 //! 2. The message is then delivered by the RFC 6121 §8.5 rules. Nothing further happens when
 //!    no resource takes it: it is already stored.
 //! 3. When a client has it ([`MessagesDelivered`]: acknowledged under XEP-0198, or written to a
-//!    client without it), the item leaves `offline`. A message whose key came from its origin
-//!    id leaves a record in the `delivered` log (a line naming account and key; the records
-//!    of one commit batch share a row), long enough to recognise
-//!    the message if its sender sends it again. A message handed to its recipient before its
+//!    client without it), the item leaves `offline`. A message with an origin id leaves a
+//!    record in the `delivered` log (a line naming account and key; the records of one commit
+//!    batch share a row), long enough to recognise the message if its sender sends it again. A message handed to its recipient before its
 //!    commit came round is thus not written at all (see `storage::commit`), only its record.
 //! 4. On [`InitialPresence`] (non-negative priority) the stored messages are sent to the new
 //!    session oldest first, with `<delay/>` (XEP-0203). Live messages to the account wait for

@@ -239,12 +239,31 @@ impl Stanza {
 
     /// Appends the stanza as written on a `jabber:client` stream.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_spliced(out, false);
+    }
+
+    /// The stanza as a document of its own, its namespace declared on the root: what stores
+    /// keep and later read back with [`Element::parse`]. Made from the cached wire bytes,
+    /// which the delivery of the same stanza then reuses, rather than from a copy of the tree
+    /// serialised apart.
+    pub fn to_document(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_spliced(&mut out, self.body.el.ns == NS_CLIENT);
+        out
+    }
+
+    /// The wire bytes with the addressing (and, if asked, the `jabber:client` declaration that
+    /// the wire form leaves to the stream) spliced in after the element's name.
+    fn write_spliced(&self, out: &mut Vec<u8>, declare_ns: bool) {
         let wire = self.wire();
         // One growth for the whole stanza (escaped addresses may still need a little more).
         let addresses =
             [&self.from, &self.to].iter().map(|jid| jid.as_ref().map_or(0, |j| j.as_str().len() + 8)).sum::<usize>();
-        out.reserve(wire.bytes.len() + addresses);
+        out.reserve(wire.bytes.len() + addresses + if declare_ns { NS_CLIENT.len() + 9 } else { 0 });
         out.extend_from_slice(&wire.bytes[..wire.splice_at]);
+        if declare_ns {
+            crate::xml::write_attr(out, "xmlns", NS_CLIENT);
+        }
         for (name, jid) in [("from", &self.from), ("to", &self.to)] {
             if let Some(jid) = jid {
                 crate::xml::write_attr(out, name, jid.as_str());
@@ -311,6 +330,19 @@ mod tests {
         assert_eq!(el.attr("to"), Some("x"));
         assert_eq!(el, stanza.to_element());
         assert_eq!(Stanza::from_element(el).unwrap().to_string(), stanza.to_string());
+    }
+
+    #[test]
+    fn the_stored_document_is_the_whole_element_from_the_cached_bytes() {
+        let mut stanza = parsed(
+            "<message xmlns='jabber:client' type='chat' from='a@x/1' to='b@x'>\
+             <body>a&amp;b</body><x xmlns='urn:example'><y/></x></message>",
+        );
+        stanza.set_to(Jid::new("b@x/2").unwrap());
+        let document = stanza.to_document();
+        assert_eq!(document, stanza.to_element().to_bytes(""), "the bytes stores kept before");
+        assert_eq!(Element::parse(&document).unwrap(), stanza.to_element());
+        assert!(stanza.body.wire.get().is_some(), "the delivery reuses the bytes made for storage");
     }
 
     #[test]
