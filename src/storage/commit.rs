@@ -23,7 +23,7 @@
 //! recovers. A single write that still fails after [`POISON_ATTEMPTS`] tries while the
 //! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
 
-use super::archive::{Archive, ArchiveRow, NewItem};
+use super::archive::{Archive, ArchiveRow, KeysOf, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
 use super::now_micros;
@@ -258,8 +258,8 @@ impl Statistics {
 /// Rows per multi-row INSERT (eight bound values each, far below both databases' limits).
 const ROWS_PER_INSERT: usize = 32;
 
-/// Applies a batch in one transaction: its deletions first, one statement per archive and
-/// account, then its appends in queue order, a few hundred rows per statement, with one row
+/// Applies a batch in one transaction: its deletions first, the keys of many accounts to a
+/// statement, then its appends in queue order, a few hundred rows per statement, with one row
 /// per log holding the batch's lines for it (see [`Archive::log_queued`]).
 ///
 /// An append followed in the same batch by a deletion of its key (a message put into the inbox
@@ -277,9 +277,7 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Re
         item,
     }));
     let mut tx = pool.begin().await?;
-    for (archive, user, keys) in grouped_deletes(writes) {
-        archive.delete_keys_on(&mut tx, user, &keys).await?;
-    }
+    Archive::delete_groups(&mut tx, backend, &grouped_deletes(writes)).await?;
     for rows in rows.chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, backend, rows).await?;
     }
@@ -289,17 +287,20 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Re
 
 /// The batch's appends that no later deletion in the batch undoes, in queue order.
 fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
-    let mut deleted_later: HashSet<(&str, &str, &str, &str)> = HashSet::new();
-    let mut rows = Vec::new();
+    let deletions = writes.iter().map(|write| if let Write::Delete { keys, .. } = write { keys.len() } else { 0 });
+    let mut deleted_later: HashSet<ItemKey<'_>> = HashSet::with_capacity(deletions.sum());
+    let mut rows = Vec::with_capacity(writes.len());
     for write in writes.iter().rev() {
         match write {
             Write::Delete { archive, user, keys } => {
-                deleted_later.extend(keys.iter().map(|k| (archive.host(), archive.store(), user.as_str(), k.as_str())));
+                let (host, store, user) = (archive.host(), archive.store(), user.as_str());
+                deleted_later.extend(keys.iter().map(|key| ItemKey { host, store, user, key }));
             }
             Write::Log { .. } => {}
             Write::Append { archive, user, item } => {
                 let (host, store, user) = (archive.host(), archive.store(), user.as_str());
-                let undone = item.key.as_deref().is_some_and(|key| deleted_later.contains(&(host, store, user, key)));
+                let undone =
+                    item.key.as_deref().is_some_and(|key| deleted_later.contains(&ItemKey { host, store, user, key }));
                 if !undone {
                     rows.push(ArchiveRow { host, store, user, item });
                 }
@@ -308,6 +309,22 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
     }
     rows.reverse();
     rows
+}
+
+/// Where an item is and its key. Hashed by the key alone: keys are random or keyed hashes,
+/// nearly unique on their own, and the account names beside them are the longer strings.
+#[derive(PartialEq, Eq)]
+struct ItemKey<'a> {
+    host: &'a str,
+    store: &'a str,
+    user: &'a str,
+    key: &'a str,
+}
+
+impl std::hash::Hash for ItemKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
 }
 
 /// The batch's log entries as new items: one per archive and account, holding its entries in
@@ -329,12 +346,16 @@ fn log_items<'a>(writes: &[&'a Write]) -> Result<Vec<(&'a Archive, &'a str, NewI
 }
 
 /// The batch's deletions, keys merged per archive and account.
-fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<(&'a Archive, &'a str, Vec<&'a String>)> {
+fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<KeysOf<'a>> {
     let deletions = writes.iter().filter_map(|write| match write {
         Write::Delete { archive, user, keys } => Some((archive, user.as_str(), keys)),
         _ => None,
     });
-    per_account(deletions.flat_map(|(archive, user, keys)| keys.iter().map(move |key| (archive, user, key))))
+    let keys = deletions.flat_map(|(archive, user, keys)| keys.iter().map(move |key| (archive, user, key.as_str())));
+    per_account(keys)
+        .into_iter()
+        .map(|(archive, user, keys)| KeysOf { host: archive.host(), store: archive.store(), user, keys })
+        .collect()
 }
 
 /// `items` grouped by the archive and account each belongs to, groups in first-seen order and
