@@ -126,14 +126,15 @@ pub struct Page {
 pub struct Archive {
     pool: AnyPool,
     backend: Backend,
-    host: String,
-    store: String,
+    // Shared, not copied: every queued write carries a clone of its archive.
+    host: Arc<str>,
+    store: Arc<str>,
     commits: Arc<GroupCommit>,
 }
 
 impl Archive {
     pub(crate) fn new(pool: AnyPool, backend: Backend, commits: Arc<GroupCommit>, host: &str, store: &str) -> Archive {
-        Archive { pool, backend, host: host.to_owned(), store: store.to_owned(), commits }
+        Archive { pool, backend, host: host.into(), store: store.into(), commits }
     }
 
     /// The host this handle is scoped to.
@@ -217,9 +218,9 @@ impl Archive {
                     "DELETE FROM archive \
                      WHERE host = $1 AND username = $2 AND store = $3 AND key = $4",
                 )
-                .bind(self.host.as_str())
+                .bind(&*self.host)
                 .bind(user)
-                .bind(self.store.as_str())
+                .bind(&*self.store)
                 .bind(key.as_str())
                 .execute(&mut *conn)
                 .await?;
@@ -231,9 +232,9 @@ impl Archive {
             "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING sort_id",
         )
-        .bind(self.host.as_str())
+        .bind(&*self.host)
         .bind(user)
-        .bind(self.store.as_str())
+        .bind(&*self.store)
         .bind(key.as_str())
         .bind(item.when)
         .bind(item.with.as_str())
@@ -286,11 +287,11 @@ impl Archive {
     pub async fn get(&self, user: &str, key: &str) -> Result<Option<ArchivedItem>, StorageError> {
         let mut sql = Sql::new(self.backend, ITEM_COLUMNS);
         sql.push(" WHERE host = ")
-            .text(self.host.as_str())
+            .text(&*self.host)
             .push(" AND username = ")
             .text(user)
             .push(" AND store = ")
-            .text(self.store.as_str())
+            .text(&*self.store)
             .push(" AND key = ")
             .text(key);
         let row = sql.build().fetch_optional(&self.pool).await?;
@@ -406,8 +407,8 @@ impl Archive {
     /// call.
     pub async fn delete_older_than(&self, when: i64) -> Result<u64, StorageError> {
         let done = sqlx::query("DELETE FROM archive WHERE host = $1 AND store = $2 AND \"when\" < $3")
-            .bind(self.host.as_str())
-            .bind(self.store.as_str())
+            .bind(&*self.host)
+            .bind(&*self.store)
             .bind(when)
             .execute(&self.pool)
             .await?;
@@ -420,8 +421,8 @@ impl Archive {
             "SELECT DISTINCT username FROM archive WHERE host = $1 AND store = $2 \
              ORDER BY username",
         )
-        .bind(self.host.as_str())
-        .bind(self.store.as_str())
+        .bind(&*self.host)
+        .bind(&*self.store)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
@@ -446,9 +447,9 @@ impl Archive {
             "SELECT sort_id FROM archive \
              WHERE host = $1 AND username = $2 AND store = $3 AND key = $4",
         )
-        .bind(self.host.as_str())
+        .bind(&*self.host)
         .bind(user)
-        .bind(self.store.as_str())
+        .bind(&*self.store)
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;

@@ -363,11 +363,19 @@ fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<KeysOf<'a>> {
 fn per_account<'a, T>(items: impl Iterator<Item = (&'a Archive, &'a str, T)>) -> Vec<(&'a Archive, &'a str, Vec<T>)> {
     let mut groups: Vec<(&'a Archive, &'a str, Vec<T>)> = Vec::new();
     let mut index: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut last: Option<((&str, &str, &str), usize)> = None;
     for (archive, user, item) in items {
-        let slot = *index.entry((archive.host(), archive.store(), user)).or_insert_with(|| {
-            groups.push((archive, user, Vec::new()));
-            groups.len() - 1
-        });
+        let account = (archive.host(), archive.store(), user);
+        // Items come in runs of one account (the keys of one deletion, the log lines of one
+        // log), so the previous item's group is tried before hashing.
+        let slot = match last {
+            Some((previous, slot)) if previous == account => slot,
+            _ => *index.entry(account).or_insert_with(|| {
+                groups.push((archive, user, Vec::new()));
+                groups.len() - 1
+            }),
+        };
+        last = Some((account, slot));
         groups[slot].2.push(item);
     }
     groups

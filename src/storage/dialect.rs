@@ -157,15 +157,22 @@ impl Target {
     }
 
     /// Pool settings for this target, including per-connection set-up.
+    ///
+    /// SQLite connections are not pinged when taken from the pool: a connection to a file in
+    /// this process cannot have been dropped by a peer, and the driver's ping is a round trip
+    /// to the connection's worker thread, one more for every statement or transaction (a
+    /// group commit, each read of a login). PostgreSQL connections are, since the server or
+    /// the network may have closed them while they sat idle.
     pub(crate) fn pool_options(&self) -> AnyPoolOptions {
         let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let sqlite = || options.clone().test_before_acquire(false);
         match self {
-            Target::SqliteFile { .. } => with_pragmas(options, SQLITE_FILE_PRAGMAS),
+            Target::SqliteFile { .. } => with_pragmas(sqlite(), SQLITE_FILE_PRAGMAS),
             // Every connection the `Any` driver opens to `sqlite::memory:` gets a database of
             // its own, so the pool must hold exactly one connection, forever: closing it would
             // throw the data away.
             Target::SqliteMemory { .. } => with_pragmas(
-                options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None),
+                sqlite().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None),
                 SQLITE_MEMORY_PRAGMAS,
             ),
             Target::Postgres { .. } => options,
