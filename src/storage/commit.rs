@@ -311,8 +311,9 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
     rows
 }
 
-/// Where an item is and its key. Hashed by the key alone: keys are random or keyed hashes,
-/// nearly unique on their own, and the account names beside them are the longer strings.
+/// Where an item is and its key. Hashed by account and key only: host and store take few
+/// values, and items of one account with one key in different stores are rare, so they seldom
+/// share a hash (and a batch holds at most [`MAX_BATCH`] writes).
 #[derive(PartialEq, Eq)]
 struct ItemKey<'a> {
     host: &'a str,
@@ -323,7 +324,7 @@ struct ItemKey<'a> {
 
 impl std::hash::Hash for ItemKey<'_> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key.hash(state);
+        (self.user, self.key).hash(state);
     }
 }
 
