@@ -81,7 +81,8 @@ fn init_logging(config: &Config) {
 /// Transparent huge pages are turned off for the process. mimalloc asks for them on its arenas,
 /// and where the kernel grants them (`madvise` or `always` mode), every page it hands out again
 /// after purging it faults in a whole 2 MiB page, zeroed: about 4% of the server's CPU in the
-/// chat benchmark, and 25 MiB more resident memory (BENCHMARKS.md, "Allocator").
+/// chat benchmark, and 20-30 MiB more resident memory (BENCHMARKS.md, "Per-message CPU in
+/// one-to-one chat").
 fn tune_allocator() {
     // SAFETY: sets a process-wide option that mimalloc reads when it next reserves memory;
     // no allocation is in progress on another thread this early in main.

@@ -259,7 +259,7 @@ impl Stanza {
         // One growth for the whole stanza (escaped addresses may still need a little more).
         let addresses =
             [&self.from, &self.to].iter().map(|jid| jid.as_ref().map_or(0, |j| j.as_str().len() + 8)).sum::<usize>();
-        out.reserve(wire.bytes.len() + addresses + if declare_ns { NS_CLIENT.len() + 9 } else { 0 });
+        out.reserve(wire.bytes.len() + addresses + if declare_ns { " xmlns=''".len() + NS_CLIENT.len() } else { 0 });
         out.extend_from_slice(&wire.bytes[..wire.splice_at]);
         if declare_ns {
             crate::xml::write_attr(out, "xmlns", NS_CLIENT);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// The item columns, in the order [`decode_item`] reads them.
 const ITEM_COLUMNS: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM archive";
 
-/// Keys per statement in [`Archive::delete_groups`]: a power of two, under SQLite's limit of
+/// Keys per statement in [`Archive::delete_items`]: a power of two, under SQLite's limit of
 /// 500 parts in a compound `SELECT` and far under both databases' limits on bound parameters.
 const KEYS_PER_STATEMENT: usize = 64;
 
@@ -43,13 +43,21 @@ pub(crate) struct ArchiveRow<'a> {
     pub item: &'a NewItem,
 }
 
-/// Keys of items to delete from `user`'s archive of `host` and `store` (see
-/// `Archive::delete_groups`).
-pub(crate) struct KeysOf<'a> {
+/// An item by its key in `user`'s archive of `host` and `store` (see `Archive::delete_items`).
+/// Hashed by account and key only: host and store take few values, and items of one account
+/// with one key in different stores are rare, so they seldom share a hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ItemKey<'a> {
     pub host: &'a str,
     pub store: &'a str,
     pub user: &'a str,
-    pub keys: Vec<&'a str>,
+    pub key: &'a str,
+}
+
+impl std::hash::Hash for ItemKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.user, self.key).hash(state);
+    }
 }
 
 /// Where an appended item landed.
@@ -326,13 +334,13 @@ impl Archive {
         user: &str,
         keys: &[impl AsRef<str>],
     ) -> Result<u64, StorageError> {
-        let keys = keys.iter().map(AsRef::as_ref).collect();
-        let group = KeysOf { host: &self.host, store: &self.store, user, keys };
-        Archive::delete_groups(conn, self.backend, std::slice::from_ref(&group)).await
+        let (host, store) = (&*self.host, &*self.store);
+        let items: Vec<ItemKey<'_>> = keys.iter().map(|key| ItemKey { host, store, user, key: key.as_ref() }).collect();
+        Archive::delete_items(conn, self.backend, &items).await
     }
 
-    /// Deletes the items with these keys from the archives and accounts they name, on `conn`;
-    /// returns how many were removed.
+    /// Deletes these items, of any archives and accounts, on `conn`; returns how many were
+    /// removed.
     ///
     /// Up to [`KEYS_PER_STATEMENT`] keys share one statement: `sort_id IN` a `UNION ALL` of
     /// one lookup per key by (host, account, store, key). Both databases look each part up in
@@ -345,24 +353,22 @@ impl Archive {
     /// The group commit deletes for every recipient that took messages in a batch: one
     /// statement per account was one round trip to the database's worker thread per message
     /// in the chat benchmark.
-    pub(crate) async fn delete_groups(
+    pub(crate) async fn delete_items(
         conn: &mut AnyConnection,
         backend: Backend,
-        groups: &[KeysOf<'_>],
+        items: &[ItemKey<'_>],
     ) -> Result<u64, StorageError> {
-        let keys: Vec<(&KeysOf<'_>, &str)> =
-            groups.iter().flat_map(|group| group.keys.iter().map(move |key| (group, *key))).collect();
         let mut removed = 0;
-        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        for chunk in items.chunks(KEYS_PER_STATEMENT) {
             let padded = chunk.len().next_power_of_two();
             let last = chunk.len() - 1;
             let mut sql = Sql::new(backend, "DELETE FROM archive WHERE sort_id IN (");
             for i in 0..padded {
-                let (group, key) = chunk[i.min(last)];
+                let item = chunk[i.min(last)];
                 sql.push(if i == 0 { "" } else { " UNION ALL " });
-                sql.push("SELECT sort_id FROM archive WHERE host = ").text(group.host);
-                sql.push(" AND username = ").text(group.user).push(" AND store = ").text(group.store);
-                sql.push(" AND key = ").text(key);
+                sql.push("SELECT sort_id FROM archive WHERE host = ").text(item.host);
+                sql.push(" AND username = ").text(item.user).push(" AND store = ").text(item.store);
+                sql.push(" AND key = ").text(item.key);
             }
             sql.push(")");
             removed += sql.build().execute(&mut *conn).await?.rows_affected();

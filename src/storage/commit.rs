@@ -23,7 +23,7 @@
 //! recovers. A single write that still fails after [`POISON_ATTEMPTS`] tries while the
 //! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
 
-use super::archive::{Archive, ArchiveRow, KeysOf, NewItem};
+use super::archive::{Archive, ArchiveRow, ItemKey, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
 use super::now_micros;
@@ -277,7 +277,7 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Re
         item,
     }));
     let mut tx = pool.begin().await?;
-    Archive::delete_groups(&mut tx, backend, &grouped_deletes(writes)).await?;
+    Archive::delete_items(&mut tx, backend, &deleted_items(writes)).await?;
     for rows in rows.chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, backend, rows).await?;
     }
@@ -311,23 +311,6 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
     rows
 }
 
-/// Where an item is and its key. Hashed by account and key only: host and store take few
-/// values, and items of one account with one key in different stores are rare, so they seldom
-/// share a hash (and a batch holds at most [`MAX_BATCH`] writes).
-#[derive(PartialEq, Eq)]
-struct ItemKey<'a> {
-    host: &'a str,
-    store: &'a str,
-    user: &'a str,
-    key: &'a str,
-}
-
-impl std::hash::Hash for ItemKey<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.user, self.key).hash(state);
-    }
-}
-
 /// The batch's log entries as new items: one per archive and account, holding its entries in
 /// queue order, one per line.
 fn log_items<'a>(writes: &[&'a Write]) -> Result<Vec<(&'a Archive, &'a str, NewItem)>, StorageError> {
@@ -346,17 +329,16 @@ fn log_items<'a>(writes: &[&'a Write]) -> Result<Vec<(&'a Archive, &'a str, NewI
         .collect()
 }
 
-/// The batch's deletions, keys merged per archive and account.
-fn grouped_deletes<'a>(writes: &[&'a Write]) -> Vec<KeysOf<'a>> {
-    let deletions = writes.iter().filter_map(|write| match write {
-        Write::Delete { archive, user, keys } => Some((archive, user.as_str(), keys)),
-        _ => None,
-    });
-    let keys = deletions.flat_map(|(archive, user, keys)| keys.iter().map(move |key| (archive, user, key.as_str())));
-    per_account(keys)
-        .into_iter()
-        .map(|(archive, user, keys)| KeysOf { host: archive.host(), store: archive.store(), user, keys })
-        .collect()
+/// The items the batch deletes, in queue order.
+fn deleted_items<'a>(writes: &[&'a Write]) -> Vec<ItemKey<'a>> {
+    let mut items = Vec::new();
+    for write in writes {
+        if let Write::Delete { archive, user, keys } = write {
+            let (host, store, user) = (archive.host(), archive.store(), user.as_str());
+            items.extend(keys.iter().map(|key| ItemKey { host, store, user, key }));
+        }
+    }
+    items
 }
 
 /// `items` grouped by the archive and account each belongs to, groups in first-seen order and
@@ -367,8 +349,8 @@ fn per_account<'a, T>(items: impl Iterator<Item = (&'a Archive, &'a str, T)>) ->
     let mut last: Option<((&str, &str, &str), usize)> = None;
     for (archive, user, item) in items {
         let account = (archive.host(), archive.store(), user);
-        // Items come in runs of one account (the keys of one deletion, the log lines of one
-        // log), so the previous item's group is tried before hashing.
+        // Items come in runs of one account (the log lines of one log), so the previous
+        // item's group is tried before hashing.
         let slot = match last {
             Some((previous, slot)) if previous == account => slot,
             _ => *index.entry(account).or_insert_with(|| {
