@@ -95,6 +95,7 @@ contract!(
     archive_append_and_get,
     archive_append_same_key_replaces,
     archive_find_by_with,
+    archive_find_by_empty_with,
     archive_find_by_time,
     archive_find_after_before,
     archive_find_by_ids,
@@ -228,4 +229,66 @@ async fn migrations_do_not_drift() {
     let postgres = outcome.unwrap();
     assert_eq!(sqlite.0, postgres.0, "tables and columns differ between dialects");
     assert_eq!(sqlite.1, postgres.1, "indexes differ between dialects");
+}
+
+/// The statement text of a count by correspondent, as `Archive::count` writes it with
+/// `push_archive_filter` (whose unit test pins that text), with SQLite's placeholders.
+const BY_CORRESPONDENT: &str = "SELECT COUNT(*) FROM archive WHERE host = ? AND username = ? AND store = ? \
+     AND \"with\" <> '' AND \"with\" = ?";
+
+/// [`BY_CORRESPONDENT`] with PostgreSQL's numbered placeholders.
+fn numbered_placeholders(statement: &str) -> String {
+    let mut parts = statement.split('?');
+    let mut out = parts.next().unwrap_or_default().to_owned();
+    for (i, part) in parts.enumerate() {
+        out.push_str(&format!("${}{part}", i + 1));
+    }
+    out
+}
+
+/// A search by correspondent may use the partial index that leaves out items with no
+/// correspondent: the query states the index's condition, so both planners see that the
+/// index covers it.
+#[tokio::test]
+async fn correspondent_search_uses_the_partial_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}/plan.db", dir.path().display());
+    Storage::open(&sqlite_url).await.unwrap().close().await;
+    let mut conn = AnyConnection::connect(&sqlite_url).await.unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {BY_CORRESPONDENT}")))
+        .bind(HOST)
+        .bind("juliet")
+        .bind("mam")
+        .bind("romeo@example.net")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|row| row.get::<String, _>(3)).collect();
+    assert!(plan.iter().any(|step| step.contains("archive_with_when")), "{plan:?}");
+    conn.close().await.unwrap();
+
+    let Some((admin_url, name)) = fixture::create_postgres_database().await else {
+        return;
+    };
+    let postgres_url = fixture::database_url(&admin_url, &name);
+    let outcome = tokio::spawn(async move {
+        Storage::open(&postgres_url).await.unwrap().close().await;
+        let mut conn = AnyConnection::connect(&postgres_url).await.unwrap();
+        // An empty table is cheaper to scan than to search: make the planner show which
+        // index it would take.
+        sqlx::query("SET enable_seqscan = off").execute(&mut conn).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", numbered_placeholders(BY_CORRESPONDENT))))
+            .bind(HOST)
+            .bind("juliet")
+            .bind("mam")
+            .bind("romeo@example.net")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.get::<String, _>(0)).collect::<Vec<_>>()
+    })
+    .await;
+    fixture::drop_database(&admin_url, &name).await;
+    let plan = outcome.unwrap();
+    assert!(plan.iter().any(|step| step.contains("archive_with_when")), "{plan:?}");
 }

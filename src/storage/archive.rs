@@ -28,7 +28,10 @@ pub struct NewItem {
     pub key: Option<String>,
     /// When the item was created, in Unix microseconds.
     pub when: i64,
-    /// The other party (a bare JID for MAM); empty when not applicable.
+    /// The other party (a bare JID for MAM); empty when not applicable. Items with an empty
+    /// `with` are left out of the correspondent index, so a store never searched by
+    /// correspondent is cheaper to write when it leaves `with` empty; a query for `with` = ""
+    /// still finds them, by scanning the user's items.
     pub with: String,
     /// The payload.
     pub value: Value,

@@ -106,6 +106,12 @@ pub(crate) fn push_archive_filter(
 ) {
     sql.push(" WHERE host = ").text(host).push(" AND username = ").text(user).push(" AND store = ").text(store);
     if let Some(with) = &query.with {
+        if !with.is_empty() {
+            // The condition of the partial index archive_with_when, which holds only items
+            // with a correspondent: both databases use a partial index only for queries that
+            // state its condition (or imply it in ways a bound value cannot).
+            sql.push(" AND \"with\" <> ''");
+        }
         sql.push(" AND \"with\" = ").text(with.as_str());
     }
     if let Some(start) = query.start {
@@ -183,7 +189,7 @@ mod tests {
         assert_eq!(
             sql.text,
             "SELECT 1 FROM archive WHERE host = $1 AND username = $2 AND store = $3 \
-             AND \"with\" = $4 AND \"when\" >= $5 AND sort_id > $6 AND key IN ($7, $8)"
+             AND \"with\" <> '' AND \"with\" = $4 AND \"when\" >= $5 AND sort_id > $6 AND key IN ($7, $8)"
         );
         assert_eq!(sql.binds.len(), 8);
     }

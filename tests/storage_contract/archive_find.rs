@@ -2,7 +2,7 @@
 
 use super::HOST;
 use super::archive::{ROMEO, SECOND, fill, find, keys, ks, q};
-use starling::storage::{ArchiveQuery, Storage, StorageError};
+use starling::storage::{ArchiveQuery, Storage, StorageError, Value};
 
 pub async fn archive_find_by_with(s: Storage) {
     let archive = s.archive(HOST, "mam");
@@ -146,4 +146,21 @@ pub async fn archive_count(s: Storage) {
     assert_eq!(count(ArchiveQuery { after: Some("k04".into()), ..q() }).await, 5);
     assert_eq!(count(ArchiveQuery { limit: Some(2), reverse: true, ..q() }).await, 10, "limit ignored");
     assert_eq!(archive.count("nurse", &q()).await.unwrap(), 1);
+}
+
+/// Items with no correspondent are outside the correspondent index; a query for the empty
+/// correspondent still finds them, and queries for others do not see them.
+pub async fn archive_find_by_empty_with(s: Storage) {
+    let archive = s.archive(HOST, "mam");
+    fill(&archive).await;
+    for key in ["n0", "n1"] {
+        archive.append("juliet", &super::item(Some(key), 20 * SECOND, "", Value::text("inbox"))).await.unwrap();
+    }
+    let page = find(&archive, ArchiveQuery { with: Some(String::new()), ..q() }).await;
+    assert_eq!(keys(&page), ["n0", "n1"]);
+    let page = find(&archive, ArchiveQuery { with: Some(ROMEO.into()), ..q() }).await;
+    assert_eq!(keys(&page), ["k00", "k02", "k04", "k06", "k08"]);
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 12);
+    assert_eq!(archive.delete("juliet", &ArchiveQuery { with: Some(String::new()), ..q() }).await.unwrap(), 2);
+    assert_eq!(archive.count("juliet", &q()).await.unwrap(), 10);
 }
