@@ -100,8 +100,9 @@ def echo_table(runs, medians):
 
 
 def login_table(runs, medians, scenario="login"):
-    """The login scenario (RSA-2048 certificate, memory per idle session) or login-ecdsa (an
-    ECDSA certificate, for the rate only)."""
+    """The login scenario (RSA-2048 certificate, memory per idle session), login-ecdsa (an
+    ECDSA certificate, for the rate only), or relogin and relogin-ecdsa (the same as
+    reconnections with cached SCRAM keys)."""
     columns = ["server", "logins/s", "KiB per idle session", "established / failed", "load generator CPU s",
                "server CPU s", "logins per server CPU s"]
     heading = {
@@ -109,6 +110,11 @@ def login_table(runs, medians, scenario="login"):
         f"(RSA-2048 certificate) + {first['mechanism']} + bind + presence, then 10 s idle\n",
         "login-ecdsa": lambda first: f"### Logins with an ECDSA certificate\n\n{first['sessions']} sessions, TLS "
         f"(ECDSA P-256 certificate) + {first['mechanism']} + bind + presence, then 1 s idle\n",
+        "relogin": lambda first: f"### Reconnections\n\n{first['sessions']} sessions, TLS (RSA-2048 certificate) + "
+        f"{first['mechanism']} + bind + presence, each account having logged in and out once before, so that "
+        "the load generator reuses its SCRAM keys (RFC 5802 §3) instead of computing PBKDF2 per login\n",
+        "relogin-ecdsa": lambda first: f"### Reconnections with an ECDSA certificate\n\n{first['sessions']} "
+        f"sessions, as reconnections with the ECDSA P-256 certificate\n",
     }[scenario]
     rows = begin_table(runs, scenario, "logins_per_sec", heading, columns)
     for server, results in rows or []:
@@ -214,6 +220,9 @@ def ratios(medians, runs):
     rows = [("login", "logins per second"), ("login capacity", "logins per second of server CPU"),
             ("login-ecdsa", "logins per second, ECDSA certificate"),
             ("login-ecdsa capacity", "logins per second of server CPU, ECDSA certificate"),
+            ("relogin", "reconnections per second"), ("relogin capacity", "reconnections per second of server CPU"),
+            ("relogin-ecdsa", "reconnections per second, ECDSA certificate"),
+            ("relogin-ecdsa capacity", "reconnections per second of server CPU, ECDSA certificate"),
             ("memory", "memory per idle session (theirs / ours)"),
             ("chat", "chat"), ("chat-sm", "chat-sm (durable on Starling)"), ("chat-archive", "chat-archive"),
             ("muc", "muc deliveries per second"), ("muc join", "muc join speed"),
@@ -262,6 +271,8 @@ def main():
     echo_table(runs, medians)
     login_table(runs, medians)
     login_table(runs, medians, "login-ecdsa")
+    login_table(runs, medians, "relogin")
+    login_table(runs, medians, "relogin-ecdsa")
     chat_table(runs, medians)
     muc_table(runs, medians)
     offline_table(runs, medians)

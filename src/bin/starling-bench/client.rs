@@ -2,7 +2,7 @@
 //! TLS, SASL (SCRAM or PLAIN), resource binding, presence; and in-band registration
 //! (XEP-0077) to create accounts. It drives any server, not only Starling.
 
-use crate::scram::{Mech, Scram, plain};
+use crate::scram::{KeyCache, Mech, Scram, plain};
 use starling::xml::{Element, FrameEvent, Framer, Limits};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,6 +23,9 @@ pub struct Target {
     pub direct_tls: bool,
     pub mech: Mech,
     pub tls: TlsConnector,
+    /// SCRAM keys kept across logins (RFC 5802 §3), as clients that cache them do; `None`
+    /// derives them (PBKDF2) at every login.
+    pub keys: Option<Arc<KeyCache>>,
 }
 
 /// A framed XML stream over some transport.
@@ -135,7 +138,7 @@ async fn secure(target: &Target, source: Option<IpAddr>) -> Result<(Session, Ele
 /// Logs in as `user` and binds a resource; sends initial presence when `presence` is set.
 pub async fn login(target: &Target, user: &str, password: &str, source: Option<IpAddr>) -> Result<Session, String> {
     let (mut wire, _) = secure(target, source).await?;
-    authenticate(&mut wire, target.mech, user, password).await?;
+    authenticate(&mut wire, target, user, password).await?;
     wire.open(&target.domain).await?;
     wire.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").await?;
     let bound = wire.element().await?;
@@ -146,7 +149,8 @@ pub async fn login(target: &Target, user: &str, password: &str, source: Option<I
     Ok(wire)
 }
 
-async fn authenticate(wire: &mut Session, mech: Mech, user: &str, password: &str) -> Result<(), String> {
+async fn authenticate(wire: &mut Session, target: &Target, user: &str, password: &str) -> Result<(), String> {
+    let mech = target.mech;
     match mech {
         Mech::Plain => {
             wire.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", plain(user, password))).await?;
@@ -159,7 +163,7 @@ async fn authenticate(wire: &mut Session, mech: Mech, user: &str, password: &str
             if challenge.name != "challenge" {
                 return Err(format!("auth failed: {challenge}"));
             }
-            let last = scram.respond(&challenge.text())?;
+            let last = scram.respond(&challenge.text(), target.keys.as_deref())?;
             wire.send(&format!("<response xmlns='{SASL}'>{last}</response>")).await?;
             let success = expect_success(wire.element().await?)?;
             scram.verify(&success.text())

@@ -87,6 +87,11 @@ enum Scenario {
         /// Seconds to stay idle before measuring memory.
         #[arg(long, default_value_t = 10)]
         idle: u64,
+        /// Measure reconnections: every account logs in and out once first, unmeasured, and
+        /// the measured logins reuse the SCRAM keys derived then (RFC 5802 §3), as a client
+        /// that caches them does when it reconnects (after a server restart, say).
+        #[arg(long)]
+        reconnect: bool,
     },
     /// P sender/receiver pairs: delivered messages per second and latencies.
     Chat {
@@ -282,6 +287,7 @@ fn target(common: &Common) -> Result<Target, String> {
         direct_tls: common.direct_tls,
         mech,
         tls: insecure_tls()?,
+        keys: None,
     })
 }
 
@@ -313,8 +319,12 @@ async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<I
     Ok(())
 }
 
-async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Result<(), String> {
-    let target = registered_target(&common, sessions).await?;
+async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconnect: bool) -> Result<(), String> {
+    let mut target = registered_target(&common, sessions).await?;
+    if reconnect {
+        target.keys = Some(Arc::default());
+        log_in_and_out(&target, &common, sessions).await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = common.server_pid;
     let rss_before = pid.and_then(rss_kib);
@@ -359,7 +369,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Resu
     };
     let json = format!(
         "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
-         \"mechanism\":\"{}\",\"tls\":\"{}\",\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
+         \"mechanism\":\"{}\",\"tls\":\"{}\",\"reconnect\":{reconnect},\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
          \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}}}",
         target.mech.name(),
         if common.direct_tls { "direct" } else { "starttls" },
@@ -369,6 +379,27 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64) -> Resu
         per_session.map_or("null".into(), |v| format!("{v:.2}")),
     );
     println!("{json}");
+    Ok(())
+}
+
+/// Logs each of the accounts `<prefix>0` … `<prefix>{count-1}` in and closes its stream
+/// again (the unmeasured first pass of `login --reconnect`).
+async fn log_in_and_out(target: &Target, common: &Common, count: usize) -> Result<(), String> {
+    let gate = Arc::new(Semaphore::new(common.concurrency));
+    let mut tasks = Vec::new();
+    for n in 0..count {
+        let (target, gate) = (target.clone(), gate.clone());
+        let (user, password) = (format!("{}{n}", common.prefix), common.password.clone());
+        let source = (!common.source.is_empty()).then(|| common.source[n % common.source.len()]);
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let mut session = login(&target, &user, &password, source).await?;
+            session.send("</stream:stream>").await
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
     Ok(())
 }
 
@@ -423,7 +454,9 @@ async fn offline_scenario(common: Common, plan: offline::OfflinePlan) -> Result<
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
-        Scenario::Login { common, sessions, idle } => login_scenario(common, sessions, idle).await,
+        Scenario::Login { common, sessions, idle, reconnect } => {
+            login_scenario(common, sessions, idle, reconnect).await
+        }
         Scenario::Chat {
             common,
             pairs,

@@ -6,6 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Which hash a SCRAM mechanism uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +84,40 @@ pub fn plain(user: &str, password: &str) -> String {
     STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
+/// ClientKey and ServerKey by what they are derived from (hash, password, salt, iteration
+/// count). RFC 5802 §3 lets a client keep them for later authentications to the same
+/// server, which is likely to send the same salt again; clients that do skip PBKDF2 when they
+/// reconnect.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<KeyInputs, DerivedKeys>>,
+}
+
+/// ClientKey and ServerKey.
+type DerivedKeys = (Vec<u8>, Vec<u8>);
+
+/// What SCRAM keys are derived from: SHA-1 or not, password, salt, iteration count.
+type KeyInputs = (bool, String, Vec<u8>, u32);
+
+impl KeyCache {
+    /// The ClientKey and ServerKey for these inputs, derived once.
+    fn keys(&self, hash: Hash, password: &str, salt: &[u8], iterations: u32) -> DerivedKeys {
+        let id = (hash == Hash::Sha1, password.to_owned(), salt.to_vec(), iterations);
+        if let Some(keys) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return keys.clone();
+        }
+        let keys = derive_keys(hash, password, salt, iterations);
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).insert(id, keys.clone());
+        keys
+    }
+}
+
+/// ClientKey and ServerKey (RFC 5802 §3) from the password.
+fn derive_keys(hash: Hash, password: &str, salt: &[u8], iterations: u32) -> DerivedKeys {
+    let salted = salted_password(hash, password.as_bytes(), salt, iterations);
+    (hmac(hash, &salted, b"Client Key"), hmac(hash, &salted, b"Server Key"))
+}
+
 /// A SCRAM exchange in progress.
 pub struct Scram {
     hash: Hash,
@@ -101,7 +137,8 @@ impl Scram {
     }
 
     /// Answers the server-first challenge (base64); returns the base64 client-final message.
-    pub fn respond(&mut self, challenge_b64: &str) -> Result<String, String> {
+    /// With a cache, keys derived before for the same salt are reused.
+    pub fn respond(&mut self, challenge_b64: &str, cache: Option<&KeyCache>) -> Result<String, String> {
         let server_first = STANDARD.decode(challenge_b64.trim()).map_err(|e| e.to_string())?;
         let server_first = String::from_utf8(server_first).map_err(|e| e.to_string())?;
         let mut nonce = None;
@@ -123,12 +160,13 @@ impl Scram {
         }
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
-        let salted = salted_password(self.hash, self.password.as_bytes(), &salt, iterations);
-        let client_key = hmac(self.hash, &salted, b"Client Key");
+        let (client_key, server_key) = match cache {
+            Some(cache) => cache.keys(self.hash, &self.password, &salt, iterations),
+            None => derive_keys(self.hash, &self.password, &salt, iterations),
+        };
         let stored_key = digest(self.hash, &client_key);
         let signature = hmac(self.hash, &stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
-        let server_key = hmac(self.hash, &salted, b"Server Key");
         self.server_signature = hmac(self.hash, &server_key, auth_message.as_bytes());
         Ok(STANDARD.encode(format!("{without_proof},p={}", STANDARD.encode(proof))))
     }
@@ -149,14 +187,20 @@ mod tests {
     /// RFC 7677 §3 example.
     #[test]
     fn rfc7677_example() {
-        let (mut scram, first) = Scram::start(Hash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO".into());
+        let (_, first) = Scram::start(Hash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO".into());
         assert_eq!(STANDARD.decode(first).unwrap(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
         let server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-        let last = scram.respond(&STANDARD.encode(server_first)).unwrap();
-        assert_eq!(
-            String::from_utf8(STANDARD.decode(last).unwrap()).unwrap(),
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
-        );
-        scram.verify(&STANDARD.encode("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")).unwrap();
+        let cache = KeyCache::default();
+        // Without a cache, then twice with one: derived keys and cached keys must agree.
+        for cache in [None, Some(&cache), Some(&cache)] {
+            let (mut scram, _) = Scram::start(Hash::Sha256, "user", "pencil", "rOprNGfwEbeRWgbNEkqO".into());
+            let last = scram.respond(&STANDARD.encode(server_first), cache).unwrap();
+            assert_eq!(
+                String::from_utf8(STANDARD.decode(last).unwrap()).unwrap(),
+                "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+            );
+            scram.verify(&STANDARD.encode("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")).unwrap();
+        }
+        assert_eq!(cache.keys.lock().unwrap().len(), 1);
     }
 }
