@@ -268,3 +268,36 @@ fn der_reads_pss_parameters() {
     let cert = wrap(0x30, &[wrap(0x30, b"tbs"), wrap(0x30, &alg), vec![0x03, 0x01, 0x00]].concat());
     assert_eq!(der::signature_hash(&cert), Some(der::Hash::Sha512));
 }
+
+/// The server picks AES-128-GCM although the client (rustls, like most clients) lists
+/// AES-256-GCM first; a client that offers only AES-256-GCM still gets it.
+#[tokio::test]
+async fn server_prefers_aes_128_gcm() {
+    use rustls::CipherSuite as Suite;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(CertStore::load(&self_signed(dir.path(), &["localhost"])).unwrap());
+    let trusted = [leaf(&store, "localhost")];
+    let config = server_config(store).unwrap();
+    for (tls12, expected) in
+        [(false, Suite::TLS13_AES_128_GCM_SHA256), (true, Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)]
+    {
+        let client = client_config(&trusted, tls12, true);
+        assert_ne!(client.crypto_provider().cipher_suites[0].suite(), expected, "the client prefers another");
+        let (s, _c) = handshake(&config, &client, "localhost").await;
+        assert_eq!(s.get_ref().1.negotiated_cipher_suite().map(|suite| suite.suite()), Some(expected));
+    }
+    let mut roots = RootCertStore::empty();
+    roots.add(trusted[0].clone()).unwrap();
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|suite| suite.suite() == Suite::TLS13_AES_256_GCM_SHA384);
+    let only_aes_256 = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (s, _c) = handshake(&config, &Arc::new(only_aes_256), "localhost").await;
+    assert_eq!(
+        s.get_ref().1.negotiated_cipher_suite().map(|suite| suite.suite()),
+        Some(Suite::TLS13_AES_256_GCM_SHA384)
+    );
+}
