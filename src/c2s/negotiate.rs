@@ -45,7 +45,11 @@ pub async fn negotiate<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Res
     let mut attempts = 0;
     loop {
         let domain = open_stream(server, conn).await?;
-        let bindings = server.channel_bindings(conn.io.tls_state());
+        // Channel bindings matter to SASL only; after it, no mechanism is offered.
+        let bindings = match account {
+            None => server.channel_bindings(conn.io.tls_state()),
+            Some(_) => ChannelBindings::default(),
+        };
         let features = stream_features(server, &domain, conn.io.is_secure(), account.is_some(), &bindings);
         conn.send(&stream::features(&features, NS_CLIENT)).await?;
         if let Some(account) = &account {

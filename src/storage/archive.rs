@@ -276,8 +276,8 @@ impl Archive {
         sql.push(if query.reverse { " ORDER BY sort_id DESC" } else { " ORDER BY sort_id ASC" });
         if let Some(limit) = query.limit {
             // One row more than asked tells whether the page is the last one.
-            let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-            sql.push(" LIMIT ").int(fetch);
+            let fetch = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1).min(i64::MAX as u64);
+            sql.push(" LIMIT ").int_literal(fetch);
         }
         let rows = sql.build().fetch_all(&self.pool).await?;
         let mut items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;

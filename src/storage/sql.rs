@@ -48,6 +48,14 @@ impl Sql {
         self.placeholder(Bind::Text(value.into()))
     }
 
+    /// Appends an integer as SQL text, not as a bound value. For `LIMIT`: SQLite's planner
+    /// reads a bound limit's value, and a statement whose plan read a bound value is prepared
+    /// again every time that value is bound, which is every time the driver runs it.
+    pub(crate) fn int_literal(&mut self, value: u64) -> &mut Sql {
+        self.text.push_str(&value.to_string());
+        self
+    }
+
     /// Appends a placeholder for an integer value.
     pub(crate) fn int(&mut self, value: i64) -> &mut Sql {
         self.placeholder(Bind::Int(value))
