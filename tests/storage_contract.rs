@@ -292,3 +292,38 @@ async fn correspondent_search_uses_the_partial_index() {
     let plan = outcome.unwrap();
     assert!(plan.iter().any(|step| step.contains("archive_with_when")), "{plan:?}");
 }
+
+/// On a SQLite file, single statements run on connections the storage keeps out of the pool.
+/// Reads cancelled halfway leave those connections usable, concurrent reads and writes see
+/// each other's results, and after closing every handle fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_kept_connections_survive_cancelled_reads_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&format!("sqlite://{}/kept.db", dir.path().display())).await.unwrap();
+    let map = storage.map(HOST, "roster");
+    for i in 0..200 {
+        map.set("juliet", &format!("contact{i:03}"), Some(&Value::text("x"))).await.unwrap();
+    }
+    // Cancel reads at every stage: before, during and after they reach their connection.
+    for round in 0..50u64 {
+        let read = map.get_all("juliet");
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(round * 20), read).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let map = map.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("new{i:02}");
+            map.set("romeo", &key, Some(&Value::text(key.as_str()))).await.unwrap();
+            assert_eq!(map.get("romeo", &key).await.unwrap(), Some(Value::text(key.as_str())));
+            assert_eq!(map.get_all("juliet").await.unwrap().len(), 200);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(map.get_all("romeo").await.unwrap().len(), 32);
+    storage.close().await;
+    assert!(map.get("romeo", "new00").await.is_err());
+    assert!(map.set("romeo", "late", Some(&Value::text("x"))).await.is_err());
+}

@@ -4,11 +4,12 @@ use super::commit::{GroupCommit, Write};
 use super::dialect::Backend;
 use super::error::StorageError;
 use super::keyval::decode_value;
+use super::lease::Connections;
 use super::sql::{Bounds, Sql, push_archive_filter, random_key};
 use super::value::Value;
 use sqlx::AnyConnection;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
 use std::sync::Arc;
 
 /// The item columns, in the order [`decode_item`] reads them.
@@ -135,7 +136,7 @@ pub struct Page {
 /// commit queue) keeps the order exact.
 #[derive(Clone, Debug)]
 pub struct Archive {
-    pool: AnyPool,
+    db: Connections,
     backend: Backend,
     // Shared, not copied: every queued write carries a clone of its archive.
     host: Arc<str>,
@@ -144,8 +145,14 @@ pub struct Archive {
 }
 
 impl Archive {
-    pub(crate) fn new(pool: AnyPool, backend: Backend, commits: Arc<GroupCommit>, host: &str, store: &str) -> Archive {
-        Archive { pool, backend, host: host.into(), store: store.into(), commits }
+    pub(crate) fn new(
+        db: Connections,
+        backend: Backend,
+        commits: Arc<GroupCommit>,
+        host: &str,
+        store: &str,
+    ) -> Archive {
+        Archive { db, backend, host: host.into(), store: store.into(), commits }
     }
 
     /// The host this handle is scoped to.
@@ -162,10 +169,10 @@ impl Archive {
     pub async fn append(&self, user: &str, item: &NewItem) -> Result<ArchivedId, StorageError> {
         if item.key.is_none() {
             // A fresh random key cannot replace anything: one statement, no transaction.
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.db.lease().await?;
             return self.insert(&mut conn, user, item).await;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         let id = self.insert(&mut tx, user, item).await?;
         tx.commit().await?;
         Ok(id)
@@ -177,7 +184,7 @@ impl Archive {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         let mut ids = Vec::with_capacity(items.len());
         for (user, item) in items {
             ids.push(self.insert(&mut tx, user, item).await?);
@@ -279,7 +286,7 @@ impl Archive {
             let fetch = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1).min(i64::MAX as u64);
             sql.push(" LIMIT ").int_literal(fetch);
         }
-        let rows = sql.build().fetch_all(&self.pool).await?;
+        let rows = sql.build().fetch_all(&mut *self.db.lease().await?).await?;
         let mut items = rows.iter().map(decode_item).collect::<Result<Vec<_>, _>>()?;
         let complete = match query.limit {
             Some(limit) if items.len() > limit => {
@@ -300,7 +307,7 @@ impl Archive {
         let bounds = self.bounds(user, query).await?;
         let mut sql = Sql::new(self.backend, "SELECT COUNT(*) FROM archive");
         push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
-        let row = sql.build().fetch_one(&self.pool).await?;
+        let row = sql.build().fetch_one(&mut *self.db.lease().await?).await?;
         let count: i64 = row.try_get(0)?;
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
     }
@@ -316,7 +323,7 @@ impl Archive {
             .text(&*self.store)
             .push(" AND key = ")
             .text(key);
-        let row = sql.build().fetch_optional(&self.pool).await?;
+        let row = sql.build().fetch_optional(&mut *self.db.lease().await?).await?;
         row.as_ref().map(decode_item).transpose()
     }
 
@@ -326,7 +333,7 @@ impl Archive {
         let bounds = self.bounds(user, query).await?;
         let mut sql = Sql::new(self.backend, "DELETE FROM archive");
         push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
-        Ok(sql.build().execute(&self.pool).await?.rows_affected())
+        Ok(sql.build().execute(&mut *self.db.lease().await?).await?.rows_affected())
     }
 
     /// Deletes the items with these keys from `user`'s archive, atomically; unknown keys are
@@ -335,7 +342,7 @@ impl Archive {
         if keys.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         let removed = self.delete_keys_on(&mut tx, user, keys).await?;
         tx.commit().await?;
         Ok(removed)
@@ -430,7 +437,7 @@ impl Archive {
             .bind(&*self.host)
             .bind(&*self.store)
             .bind(when)
-            .execute(&self.pool)
+            .execute(&mut *self.db.lease().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -443,7 +450,7 @@ impl Archive {
         )
         .bind(&*self.host)
         .bind(&*self.store)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.db.lease().await?)
         .await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
     }
@@ -471,7 +478,7 @@ impl Archive {
         .bind(user)
         .bind(&*self.store)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.db.lease().await?)
         .await?;
         match row {
             Some(row) => Ok(row.try_get(0)?),

@@ -26,10 +26,11 @@
 use super::archive::{Archive, ArchiveRow, ItemKey, NewItem};
 use super::dialect::Backend;
 use super::error::StorageError;
+use super::lease::Connections;
 use super::now_micros;
 use super::sql::random_key;
 use super::value::Value;
-use sqlx::AnyPool;
+use sqlx::Connection;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,8 +86,8 @@ struct Queue {
 }
 
 impl GroupCommit {
-    /// Starts the committer task for `pool`.
-    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Arc<GroupCommit> {
+    /// Starts the committer task, writing through `db`.
+    pub(crate) fn start(db: Connections, backend: Backend) -> Arc<GroupCommit> {
         let commits = Arc::new(GroupCommit {
             queue: Mutex::new(Queue { writes: VecDeque::new(), next_seq: 1 }),
             work: Notify::new(),
@@ -97,7 +98,7 @@ impl GroupCommit {
             waiters: AtomicUsize::new(0),
             waited: Notify::new(),
         });
-        tokio::spawn(committer(commits.clone(), pool, backend));
+        tokio::spawn(committer(commits.clone(), db, backend));
         commits
     }
 
@@ -199,7 +200,7 @@ impl Drop for Waiting<'_> {
     }
 }
 
-async fn committer(commits: Arc<GroupCommit>, pool: AnyPool, backend: Backend) {
+async fn committer(commits: Arc<GroupCommit>, db: Connections, backend: Backend) {
     let mut statistics = Statistics::default();
     loop {
         let wake = commits.work.notified();
@@ -215,15 +216,15 @@ async fn committer(commits: Arc<GroupCommit>, pool: AnyPool, backend: Backend) {
         commits.room.notify_waiters();
         let writes: Vec<&Write> = batch.iter().map(|(_, write)| write).collect();
         let started = std::time::Instant::now();
-        let outcome = commit_batch(&pool, backend, &writes).await;
+        let outcome = commit_batch(&db, backend, &writes).await;
         tracing::trace!(writes = writes.len(), elapsed = ?started.elapsed(), "group commit");
         if let Err(e) = outcome {
             tracing::warn!(error = %e, writes = batch.len(), "group commit failed; retrying write by write");
-            commit_one_by_one(&pool, backend, &batch).await;
+            commit_one_by_one(&db, backend, &batch).await;
         }
         commits.committed.send_replace(last);
         if backend == Backend::Postgres {
-            statistics.after_commit(&pool, &writes).await;
+            statistics.after_commit(db.pool(), &writes).await;
         }
     }
 }
@@ -242,7 +243,7 @@ struct Statistics {
 }
 
 impl Statistics {
-    async fn after_commit(&mut self, pool: &AnyPool, writes: &[&Write]) {
+    async fn after_commit(&mut self, pool: &sqlx::AnyPool, writes: &[&Write]) {
         self.appended += writes.iter().filter(|w| !matches!(w, Write::Delete { .. })).count() as u64;
         let threshold = self.next_analyze.max(1_000);
         if self.appended < threshold {
@@ -267,7 +268,7 @@ const ROWS_PER_INSERT: usize = 32;
 /// Running every deletion before the remaining appends leaves what queue order leaves: a
 /// deletion removes the older item with its key (as it would after an append that found the
 /// key taken and added nothing), and an append queued after a deletion of its key still lands.
-async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Result<(), StorageError> {
+async fn commit_batch(db: &Connections, backend: Backend, writes: &[&Write]) -> Result<(), StorageError> {
     let logs = log_items(writes)?;
     let mut rows = surviving_appends(writes);
     rows.extend(logs.iter().map(|(archive, user, item)| ArchiveRow {
@@ -276,7 +277,8 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, writes: &[&Write]) -> Re
         user,
         item,
     }));
-    let mut tx = pool.begin().await?;
+    let mut conn = db.lease().await?;
+    let mut tx = conn.begin().await?;
     Archive::delete_items(&mut tx, backend, &deleted_items(writes)).await?;
     for rows in rows.chunks(ROWS_PER_INSERT) {
         Archive::insert_rows(&mut tx, backend, rows).await?;
@@ -364,12 +366,12 @@ fn per_account<'a, T>(items: impl Iterator<Item = (&'a Archive, &'a str, T)>) ->
     groups
 }
 
-async fn commit_one_by_one(pool: &AnyPool, backend: Backend, batch: &[(u64, Write)]) {
+async fn commit_one_by_one(db: &Connections, backend: Backend, batch: &[(u64, Write)]) {
     for (seq, write) in batch {
         let mut attempts = 0;
         let mut backoff = Duration::from_millis(10);
         loop {
-            match commit_batch(pool, backend, &[write]).await {
+            match commit_batch(db, backend, &[write]).await {
                 Ok(()) => break,
                 Err(e) if is_unstorable(&e) => {
                     attempts += 1;

@@ -163,6 +163,12 @@ impl Target {
     /// to the connection's worker thread, one more for every statement or transaction (a
     /// group commit, each read of a login). PostgreSQL connections are, since the server or
     /// the network may have closed them while they sat idle.
+    /// Whether single statements use connections kept out of the pool (see `lease.rs`): for
+    /// SQLite files only.
+    pub(crate) fn keeps_connections(&self) -> bool {
+        matches!(self, Target::SqliteFile { .. })
+    }
+
     pub(crate) fn pool_options(&self) -> AnyPoolOptions {
         let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let sqlite = || options.clone().test_before_acquire(false);

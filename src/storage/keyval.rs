@@ -1,8 +1,9 @@
 //! The keyval shape: one document per user and store.
 
 use super::error::StorageError;
+use super::lease::Connections;
 use super::value::{Value, ValueKind};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
 /// One keyval store of one host: a single [`Value`] per user.
 ///
@@ -10,14 +11,14 @@ use sqlx::{AnyPool, Row};
 /// document under key `""`.
 #[derive(Clone, Debug)]
 pub struct KeyVal {
-    pool: AnyPool,
+    db: Connections,
     host: String,
     store: String,
 }
 
 impl KeyVal {
-    pub(crate) fn new(pool: AnyPool, host: &str, store: &str) -> KeyVal {
-        KeyVal { pool, host: host.to_owned(), store: store.to_owned() }
+    pub(crate) fn new(db: Connections, host: &str, store: &str) -> KeyVal {
+        KeyVal { db, host: host.to_owned(), store: store.to_owned() }
     }
 
     /// The host this handle is scoped to.
@@ -39,14 +40,14 @@ impl KeyVal {
         .bind(self.host.as_str())
         .bind(user)
         .bind(self.store.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.db.lease().await?)
         .await?;
         row.map(|row| decode_value(&row, 0)).transpose()
     }
 
     /// Replaces `user`'s document with `value`, or deletes it when `value` is `None`.
     pub async fn set(&self, user: &str, value: Option<&Value>) -> Result<(), StorageError> {
-        upsert(&self.pool, &self.host, user, &self.store, "", value).await
+        upsert(&self.db, &self.host, user, &self.store, "", value).await
     }
 
     /// The users that have a document in this store, sorted (bytewise).
@@ -57,7 +58,7 @@ impl KeyVal {
         )
         .bind(self.host.as_str())
         .bind(self.store.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.db.lease().await?)
         .await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
     }
@@ -65,7 +66,7 @@ impl KeyVal {
 
 /// Writes (or with `None`, deletes) one `kv` row. Shared by keyval and map.
 pub(crate) async fn upsert(
-    pool: &AnyPool,
+    db: &Connections,
     host: &str,
     user: &str,
     store: &str,
@@ -86,7 +87,7 @@ pub(crate) async fn upsert(
             .bind(key)
             .bind(value.kind.as_str())
             .bind(value.data.as_slice())
-            .execute(pool)
+            .execute(&mut *db.lease().await?)
             .await?;
         }
         None => {
@@ -95,7 +96,7 @@ pub(crate) async fn upsert(
                 .bind(user)
                 .bind(store)
                 .bind(key)
-                .execute(pool)
+                .execute(&mut *db.lease().await?)
                 .await?;
         }
     }

@@ -2,8 +2,9 @@
 
 use super::error::StorageError;
 use super::keyval::{decode_value, upsert};
+use super::lease::Connections;
 use super::value::Value;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
 /// One map store of one host: per user, a set of keys each holding a [`Value`].
 ///
@@ -11,14 +12,14 @@ use sqlx::{AnyPool, Row};
 /// document; use each store name with one shape.
 #[derive(Clone, Debug)]
 pub struct Map {
-    pool: AnyPool,
+    db: Connections,
     host: String,
     store: String,
 }
 
 impl Map {
-    pub(crate) fn new(pool: AnyPool, host: &str, store: &str) -> Map {
-        Map { pool, host: host.to_owned(), store: store.to_owned() }
+    pub(crate) fn new(db: Connections, host: &str, store: &str) -> Map {
+        Map { db, host: host.to_owned(), store: store.to_owned() }
     }
 
     /// The host this handle is scoped to.
@@ -41,7 +42,7 @@ impl Map {
         .bind(user)
         .bind(self.store.as_str())
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.db.lease().await?)
         .await?;
         row.map(|row| decode_value(&row, 0)).transpose()
     }
@@ -49,7 +50,7 @@ impl Map {
     /// Stores `value` under `key` for `user`, replacing any previous value; `None` deletes the
     /// key.
     pub async fn set(&self, user: &str, key: &str, value: Option<&Value>) -> Result<(), StorageError> {
-        upsert(&self.pool, &self.host, user, &self.store, key, value).await
+        upsert(&self.db, &self.host, user, &self.store, key, value).await
     }
 
     /// All of `user`'s entries, sorted by key (bytewise).
@@ -61,7 +62,7 @@ impl Map {
         .bind(self.host.as_str())
         .bind(user)
         .bind(self.store.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.db.lease().await?)
         .await?;
         rows.iter().map(|row| Ok((row.try_get::<String, _>(0)?, decode_value(row, 1)?))).collect()
     }
@@ -75,7 +76,7 @@ impl Map {
         .bind(self.host.as_str())
         .bind(self.store.as_str())
         .bind(key)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.db.lease().await?)
         .await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect()
     }
@@ -86,7 +87,7 @@ impl Map {
             .bind(self.host.as_str())
             .bind(user)
             .bind(self.store.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.db.lease().await?)
             .await?;
         Ok(done.rows_affected())
     }

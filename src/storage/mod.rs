@@ -26,6 +26,7 @@ mod commit;
 mod dialect;
 mod error;
 mod keyval;
+mod lease;
 mod map;
 mod sql;
 mod value;
@@ -45,14 +46,14 @@ pub fn now_micros() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
-use sqlx::AnyPool;
+use lease::Connections;
 
 /// An open database: a connection pool and the backend behind it.
 ///
 /// Cloning is cheap (the pool is shared), so every part of the server can keep its own copy.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    pool: AnyPool,
+    db: Connections,
     backend: Backend,
     commits: std::sync::Arc<GroupCommit>,
 }
@@ -82,8 +83,9 @@ impl Storage {
             return Err(e.into());
         }
         tracing::info!(backend = backend.name(), "storage opened");
-        let commits = GroupCommit::start(pool.clone(), backend);
-        Ok(Storage { pool, backend, commits })
+        let db = Connections::new(pool, target.keeps_connections());
+        let commits = GroupCommit::start(db.clone(), backend);
+        Ok(Storage { db, backend, commits })
     }
 
     /// Which database engine this is.
@@ -98,23 +100,23 @@ impl Storage {
 
     /// The keyval store `store` of virtual host `host`.
     pub fn keyval(&self, host: &str, store: &str) -> KeyVal {
-        KeyVal::new(self.pool.clone(), host, store)
+        KeyVal::new(self.db.clone(), host, store)
     }
 
     /// The map store `store` of virtual host `host`.
     pub fn map(&self, host: &str, store: &str) -> Map {
-        Map::new(self.pool.clone(), host, store)
+        Map::new(self.db.clone(), host, store)
     }
 
     /// The archive store `store` of virtual host `host`.
     pub fn archive(&self, host: &str, store: &str) -> Archive {
-        Archive::new(self.pool.clone(), self.backend, self.commits.clone(), host, store)
+        Archive::new(self.db.clone(), self.backend, self.commits.clone(), host, store)
     }
 
     /// Removes everything `user` of `host` has in any store of any shape, in one transaction:
     /// what account deletion needs.
     pub async fn delete_user(&self, host: &str, user: &str) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2").bind(host).bind(user).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM archive WHERE host = $1 AND username = $2")
             .bind(host)
@@ -130,6 +132,7 @@ impl Storage {
     pub async fn close(&self) {
         self.commits.close();
         self.commits.flush().await;
-        self.pool.close().await;
+        self.db.close().await;
+        self.db.pool().close().await;
     }
 }
