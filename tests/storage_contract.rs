@@ -246,6 +246,20 @@ fn numbered_placeholders(statement: &str) -> String {
     out
 }
 
+/// The steps of a plan, `explain` being an EXPLAIN of [`BY_CORRESPONDENT`] and `column` the
+/// column that describes each step, for one search's values.
+async fn plan_of(conn: &mut AnyConnection, explain: String, column: usize) -> Vec<String> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
+        .bind(HOST)
+        .bind("juliet")
+        .bind("mam")
+        .bind("romeo@example.net")
+        .fetch_all(conn)
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get::<String, _>(column)).collect()
+}
+
 /// A search by correspondent may use the partial index that leaves out items with no
 /// correspondent: the query states the index's condition, so both planners see that the
 /// index covers it.
@@ -255,15 +269,7 @@ async fn correspondent_search_uses_the_partial_index() {
     let sqlite_url = format!("sqlite://{}/plan.db", dir.path().display());
     Storage::open(&sqlite_url).await.unwrap().close().await;
     let mut conn = AnyConnection::connect(&sqlite_url).await.unwrap();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {BY_CORRESPONDENT}")))
-        .bind(HOST)
-        .bind("juliet")
-        .bind("mam")
-        .bind("romeo@example.net")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    let plan: Vec<String> = rows.iter().map(|row| row.get::<String, _>(3)).collect();
+    let plan = plan_of(&mut conn, format!("EXPLAIN QUERY PLAN {BY_CORRESPONDENT}"), 3).await;
     assert!(plan.iter().any(|step| step.contains("archive_with_when")), "{plan:?}");
     conn.close().await.unwrap();
 
@@ -277,15 +283,7 @@ async fn correspondent_search_uses_the_partial_index() {
         // An empty table is cheaper to scan than to search: make the planner show which
         // index it would take.
         sqlx::query("SET enable_seqscan = off").execute(&mut conn).await.unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", numbered_placeholders(BY_CORRESPONDENT))))
-            .bind(HOST)
-            .bind("juliet")
-            .bind("mam")
-            .bind("romeo@example.net")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        rows.iter().map(|row| row.get::<String, _>(0)).collect::<Vec<_>>()
+        plan_of(&mut conn, format!("EXPLAIN {}", numbered_placeholders(BY_CORRESPONDENT)), 0).await
     })
     .await;
     fixture::drop_database(&admin_url, &name).await;
