@@ -31,7 +31,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 use sha2::Digest as _;
@@ -208,7 +208,7 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
         .with_cert_resolver(store);
     // Mobile clients reconnect often; resumption saves a full handshake. Stateful TLS 1.3
     // tickets and TLS 1.2 session IDs both live in this bounded cache.
-    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+    config.session_storage = Arc::new(SessionStore::new(SESSION_CACHE_SIZE));
     config.alpn_protocols = Vec::new();
     config.ignore_client_order = true;
     Ok(Arc::new(config))
@@ -346,6 +346,9 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> io::Result<(
 }
 
 mod der;
+mod sessions;
+
+pub use sessions::SessionStore;
 
 #[cfg(test)]
 mod tests;
