@@ -64,13 +64,12 @@ pub fn client_config(
 /// The configuration for incoming server streams: our certificates by SNI, and a request for
 /// the peer's certificate, checked later by [`PeerCheck`].
 pub fn server_config(store: Arc<CertStore>) -> anyhow::Result<Arc<ServerConfig>> {
-    let mut ordered = rustls::crypto::ring::default_provider();
-    crate::stream::tls::server_suite_order(&mut ordered.cipher_suites);
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ordered))
+    let provider = crate::stream::tls::server_provider();
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(Arc::new(AnyCertificate(provider())))
+        .with_client_cert_verifier(Arc::new(AnyCertificate(provider)))
         .with_cert_resolver(store);
-    // The cipher suite as for client streams (see `server_suite_order`).
+    // The cipher suite as for client streams (see `server_provider`).
     config.ignore_client_order = true;
     Ok(Arc::new(config))
 }

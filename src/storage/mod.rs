@@ -48,9 +48,10 @@ pub fn now_micros() -> i64 {
 }
 use lease::Connections;
 
-/// An open database: a connection pool and the backend behind it.
+/// An open database: its connections (a pool, and on a SQLite file a few kept out of it, see
+/// `lease.rs`) and the backend behind them.
 ///
-/// Cloning is cheap (the pool is shared), so every part of the server can keep its own copy.
+/// Cloning is cheap (the connections are shared), so every part of the server can keep its own copy.
 #[derive(Clone, Debug)]
 pub struct Storage {
     db: Connections,

@@ -196,12 +196,9 @@ fn certificate_covers(key: &CertifiedKey, name: &str) -> bool {
 /// TLS 1.3 and 1.2 on the ring provider, given explicitly so that no process-wide default
 /// provider is needed; no client certificates (s2s authenticates with its own verifier);
 /// no ALPN, since XMPP on 5222/5223 does not negotiate one. The server chooses the cipher
-/// suite (see [`server_suite_order`]).
+/// suite (see [`server_provider`]).
 pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    server_suite_order(&mut provider.cipher_suites);
-    let provider = Arc::new(provider);
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(server_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(Box::new(e)))?
         .with_no_client_auth()
@@ -214,17 +211,19 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
-/// The order in which the server picks a cipher suite the client offers: AES-128-GCM first,
-/// then ChaCha20-Poly1305, then AES-256-GCM, within each TLS version as given.
+/// The ring provider for servers, its cipher suites in the order in which the server picks
+/// one the client offers (with `ignore_client_order`): AES-128-GCM first, then
+/// ChaCha20-Poly1305, then AES-256-GCM, within each TLS version as given.
 ///
 /// Most clients list AES-256-GCM with SHA-384 first. Its key schedule hashes with SHA-512,
 /// which has no instructions of its own on common x86 processors, while SHA-256 does (SHA-NI):
 /// measured, SHA-512 was 6% of the server's CPU per login, and AES-256 takes 14 rounds per block
 /// where AES-128 takes 10. AES-128-GCM is the suite every TLS 1.3 peer must implement
 /// (RFC 8446 §9.1), at the 128-bit security level of the X25519 and P-256 key exchanges.
-pub fn server_suite_order(suites: &mut [rustls::SupportedCipherSuite]) {
+pub fn server_provider() -> Arc<CryptoProvider> {
     use rustls::CipherSuite as Suite;
-    suites.sort_by_key(|suite| match suite.suite() {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
         Suite::TLS13_AES_128_GCM_SHA256
         | Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
         | Suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
@@ -233,6 +232,7 @@ pub fn server_suite_order(suites: &mut [rustls::SupportedCipherSuite]) {
         | Suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => 1,
         _ => 2,
     });
+    Arc::new(provider)
 }
 
 /// RFC 9266 `tls-exporter` data, or `None` before the handshake ends or below TLS 1.3.

@@ -303,14 +303,34 @@ async fn registered_target(common: &Common, count: usize) -> Result<Target, Stri
 
 /// Creates the accounts `<prefix><n>` for each `n` of `numbers`.
 async fn register_all(target: &Target, common: &Common, numbers: impl Iterator<Item = usize>) -> Result<(), String> {
+    for_each_account(target, common, numbers, |target, user, password, _| async move {
+        register(&target, &user, &password).await
+    })
+    .await
+}
+
+/// Runs `action` for each account `<prefix><n>` of `numbers`, at most `--concurrency` at once,
+/// with the account's source address if `--source` gives any; fails with the first error.
+async fn for_each_account<F, Fut>(
+    target: &Target,
+    common: &Common,
+    numbers: impl Iterator<Item = usize>,
+    action: F,
+) -> Result<(), String>
+where
+    F: Fn(Target, String, String, Option<IpAddr>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     let gate = Arc::new(Semaphore::new(common.concurrency));
     let mut tasks = Vec::new();
     for n in numbers {
-        let (target, gate) = (target.clone(), gate.clone());
         let (user, password) = (format!("{}{n}", common.prefix), common.password.clone());
+        let source = (!common.source.is_empty()).then(|| common.source[n % common.source.len()]);
+        let work = action(target.clone(), user, password, source);
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            register(&target, &user, &password).await
+            work.await
         }));
     }
     for task in tasks {
@@ -385,22 +405,11 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
 /// Logs each of the accounts `<prefix>0` … `<prefix>{count-1}` in and closes its stream
 /// again (the unmeasured first pass of `login --reconnect`).
 async fn log_in_and_out(target: &Target, common: &Common, count: usize) -> Result<(), String> {
-    let gate = Arc::new(Semaphore::new(common.concurrency));
-    let mut tasks = Vec::new();
-    for n in 0..count {
-        let (target, gate) = (target.clone(), gate.clone());
-        let (user, password) = (format!("{}{n}", common.prefix), common.password.clone());
-        let source = (!common.source.is_empty()).then(|| common.source[n % common.source.len()]);
-        tasks.push(tokio::spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            let mut session = login(&target, &user, &password, source).await?;
-            session.send("</stream:stream>").await
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(|e| e.to_string())??;
-    }
-    Ok(())
+    for_each_account(target, common, 0..count, |target, user, password, source| async move {
+        let mut session = login(&target, &user, &password, source).await?;
+        session.send("</stream:stream>").await
+    })
+    .await
 }
 
 /// Senders are the even accounts on `common.server`, receivers the odd ones on `peer` (server

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Which hash a SCRAM mechanism uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Hash {
     Sha1,
     Sha256,
@@ -96,13 +96,13 @@ pub struct KeyCache {
 /// ClientKey and ServerKey.
 type DerivedKeys = (Vec<u8>, Vec<u8>);
 
-/// What SCRAM keys are derived from: SHA-1 or not, password, salt, iteration count.
-type KeyInputs = (bool, String, Vec<u8>, u32);
+/// What SCRAM keys are derived from: hash, password, salt, iteration count.
+type KeyInputs = (Hash, String, Vec<u8>, u32);
 
 impl KeyCache {
     /// The ClientKey and ServerKey for these inputs, derived once.
     fn keys(&self, hash: Hash, password: &str, salt: &[u8], iterations: u32) -> DerivedKeys {
-        let id = (hash == Hash::Sha1, password.to_owned(), salt.to_vec(), iterations);
+        let id = (hash, password.to_owned(), salt.to_vec(), iterations);
         if let Some(keys) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return keys.clone();
         }
