@@ -115,7 +115,7 @@ pub(crate) fn push_archive_filter(
     sql.push(" WHERE host = ").text(host).push(" AND username = ").text(user).push(" AND store = ").text(store);
     if let Some(with) = &query.with {
         if !with.is_empty() {
-            // The condition of the partial index archive_with_when, which holds only items
+            // The condition of the partial index archive_with_sort_id, which holds only items
             // with a correspondent: both databases use a partial index only for queries that
             // state its condition (or imply it in ways a bound value cannot).
             sql.push(" AND \"with\" <> ''");
