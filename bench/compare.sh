@@ -26,7 +26,9 @@
 #                 out once, then logged in again and measured: reconnections, the load
 #                 generator reusing the SCRAM keys of the first login as RFC 5802 §3 lets
 #                 clients do (so it no longer pays PBKDF2 per login and the server's own rate
-#                 shows, as after a server restart);
+#                 shows) and offering each account's own TLS session ticket from that login,
+#                 as a client that reconnects does; the result counts resumed handshakes.
+#                 The other login scenarios make full TLS handshakes only;
 #   relogin-ecdsa as relogin with the ECDSA P-256 certificate;
 #   chat          PAIRS pairs, CHAT_MESSAGES messages per sender, window 10, no stream
 #                 management: delivered messages per second. Nothing waits for storage here,

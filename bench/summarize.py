@@ -103,16 +103,18 @@ def login_table(runs, medians, scenario="login"):
     """The login scenario (RSA-2048 certificate, memory per idle session), login-ecdsa (an
     ECDSA certificate, for the rate only), or relogin and relogin-ecdsa (the same as
     reconnections with cached SCRAM keys)."""
-    columns = ["server", "logins/s", "KiB per idle session", "established / failed", "load generator CPU s",
-               "server CPU s", "logins per server CPU s"]
+    columns = ["server", "logins/s", "KiB per idle session", "established / failed", "TLS resumed",
+               "load generator CPU s", "server CPU s", "logins per server CPU s"]
     heading = {
         "login": lambda first: f"### Logins and memory per idle session\n\n{first['sessions']} sessions, TLS "
-        f"(RSA-2048 certificate) + {first['mechanism']} + bind + presence, then 10 s idle\n",
+        f"(RSA-2048 certificate, full handshakes) + {first['mechanism']} + bind + presence, then 10 s idle\n",
         "login-ecdsa": lambda first: f"### Logins with an ECDSA certificate\n\n{first['sessions']} sessions, TLS "
-        f"(ECDSA P-256 certificate) + {first['mechanism']} + bind + presence, then 1 s idle\n",
+        f"(ECDSA P-256 certificate, full handshakes) + {first['mechanism']} + bind + presence, then 1 s idle\n",
         "relogin": lambda first: f"### Reconnections\n\n{first['sessions']} sessions, TLS (RSA-2048 certificate) + "
         f"{first['mechanism']} + bind + presence, each account having logged in and out once before, so that "
-        "the load generator reuses its SCRAM keys (RFC 5802 §3) instead of computing PBKDF2 per login\n",
+        "the load generator reuses its SCRAM keys (RFC 5802 §3) instead of computing PBKDF2 per login and "
+        "offers the account's own TLS session ticket (RFC 8446 §2.2); \"TLS resumed\" counts the handshakes "
+        "the server resumed\n",
         "relogin-ecdsa": lambda first: f"### Reconnections with an ECDSA certificate\n\n{first['sessions']} "
         f"sessions, as reconnections with the ECDSA P-256 certificate\n",
     }[scenario]
@@ -126,12 +128,13 @@ def login_table(runs, medians, scenario="login"):
         if kib and scenario == "login":
             medians[("memory", server)] = statistics.median(kib)
         est = f"{min(pick(results, 'established'))} / {max(pick(results, 'failed'))}"
+        resumed = pick(results, "tls_resumed")
         # Logins per second of the server's own CPU: its capacity on one core, also when the
         # load generator (which computes PBKDF2 for every SCRAM login) is the busier side.
         per_cpu = per_server_cpu(results, "established")
         if per_cpu:
             medians[(f"{scenario} capacity", server)] = statistics.median(per_cpu)
-        print(f"| {NAMES[server]} | {spread(rate)} | {spread(kib, '{:.1f}')} | {est} | "
+        print(f"| {NAMES[server]} | {spread(rate)} | {spread(kib, '{:.1f}')} | {est} | {spread(resumed)} | "
               f"{spread(pick(results, 'bench_cpu_s'), '{:.2f}')} | {spread(pick(results, 'server_cpu_s'), '{:.2f}')} | "
               f"{spread(per_cpu)} |")
     print()

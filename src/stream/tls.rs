@@ -206,6 +206,10 @@ pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
     // Mobile clients reconnect often; resumption saves a full handshake. Stateful TLS 1.3
     // tickets and TLS 1.2 session IDs both live in this bounded cache.
     config.session_storage = Arc::new(SessionStore::new(SESSION_CACHE_SIZE));
+    // One TLS 1.3 ticket per handshake (rustls sends two by default). An XMPP client holds one
+    // connection at a time, and every handshake, resumed ones too, hands it a fresh ticket
+    // (RFC 8446 §4.6.1), so a second ticket would only take a slot in the cache.
+    config.send_tls13_tickets = 1;
     config.alpn_protocols = Vec::new();
     config.ignore_client_order = true;
     Ok(Arc::new(config))

@@ -26,6 +26,33 @@ pub struct Target {
     /// SCRAM keys kept across logins (RFC 5802 §3), as clients that cache them do; `None`
     /// derives them (PBKDF2) at every login.
     pub keys: Option<Arc<KeyCache>>,
+    /// Each account's own TLS session tickets, offered when it logs in again; `None` makes
+    /// every handshake a full one, as a client's first connection is.
+    pub tickets: Option<Arc<AccountTickets>>,
+}
+
+/// TLS session tickets kept per account (RFC 8446 §2.2): one client holds the tickets of its
+/// own earlier connections and no one else's, so a reconnection resumes only its own session.
+pub struct AccountTickets {
+    config: Arc<rustls::ClientConfig>,
+    by_account: std::sync::Mutex<std::collections::HashMap<String, TlsConnector>>,
+}
+
+impl AccountTickets {
+    pub fn new() -> Result<AccountTickets, String> {
+        Ok(AccountTickets { config: insecure_client_config()?, by_account: Default::default() })
+    }
+
+    /// The connector holding `account`'s tickets, made on its first use.
+    fn connector(&self, account: &str) -> TlsConnector {
+        let mut by_account = self.by_account.lock().unwrap_or_else(|p| p.into_inner());
+        let connector = by_account.entry(account.to_owned()).or_insert_with(|| {
+            let mut config = (*self.config).clone();
+            config.resumption = rustls::client::Resumption::in_memory_sessions(1);
+            TlsConnector::from(Arc::new(config))
+        });
+        connector.clone()
+    }
 }
 
 /// A framed XML stream over some transport.
@@ -113,8 +140,9 @@ async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, Stri
     Ok(stream)
 }
 
-/// Connects and negotiates TLS (STARTTLS or direct); returns the stream's features after TLS.
-async fn secure(target: &Target, source: Option<IpAddr>) -> Result<(Session, Element), String> {
+/// Connects and negotiates TLS (STARTTLS or direct) as `account`'s client; returns the
+/// stream's features after TLS.
+async fn secure(target: &Target, account: &str, source: Option<IpAddr>) -> Result<(Session, Element), String> {
     let tcp = tcp(target.addr, source).await?;
     let name = rustls::pki_types::ServerName::try_from(target.domain.clone()).map_err(|e| e.to_string())?;
     let tcp = if target.direct_tls {
@@ -129,7 +157,11 @@ async fn secure(target: &Target, source: Option<IpAddr>) -> Result<(Session, Ele
         }
         plain.io
     };
-    let tls = target.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+    let connector = match &target.tickets {
+        Some(tickets) => tickets.connector(account),
+        None => target.tls.clone(),
+    };
+    let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
     let mut wire = Wire::new(tls);
     let features = wire.open(&target.domain).await?;
     Ok((wire, features))
@@ -137,7 +169,7 @@ async fn secure(target: &Target, source: Option<IpAddr>) -> Result<(Session, Ele
 
 /// Logs in as `user` and binds a resource; sends initial presence when `presence` is set.
 pub async fn login(target: &Target, user: &str, password: &str, source: Option<IpAddr>) -> Result<Session, String> {
-    let (mut wire, _) = secure(target, source).await?;
+    let (mut wire, _) = secure(target, user, source).await?;
     authenticate(&mut wire, target, user, password).await?;
     wire.open(&target.domain).await?;
     wire.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").await?;
@@ -175,9 +207,14 @@ fn expect_success(el: Element) -> Result<Element, String> {
     if el.name == "success" { Ok(el) } else { Err(format!("authentication failed: {el}")) }
 }
 
+/// Whether the session's TLS handshake resumed an earlier session (RFC 8446 §2.2).
+pub fn resumed(session: &Session) -> bool {
+    session.io.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
 /// Creates an account with XEP-0077 before logging in.
 pub async fn register(target: &Target, user: &str, password: &str) -> Result<(), String> {
-    let (mut wire, _) = secure(target, None).await?;
+    let (mut wire, _) = secure(target, user, None).await?;
     wire.send(&format!(
         "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>{user}</username>\
          <password>{password}</password></query></iq>"
@@ -203,14 +240,23 @@ pub async fn idle(mut session: Session) {
     }
 }
 
-/// A TLS client that accepts any certificate: the load generator targets test servers on
-/// loopback with self-signed certificates. Signatures are still checked.
+/// A TLS client that accepts any certificate and never resumes: every handshake is a full
+/// one. See [`insecure_client_config`].
 pub fn insecure_tls() -> Result<TlsConnector, String> {
+    insecure_client_config().map(TlsConnector::from)
+}
+
+/// A TLS client configuration that accepts any certificate: the load generator targets test
+/// servers on loopback with self-signed certificates. Signatures are still checked. It keeps
+/// no session tickets; [`AccountTickets`] gives an account its own.
+fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map(|b| b.dangerous().with_custom_certificate_verifier(Arc::new(AnyCert(provider))).with_no_client_auth());
-    config.map(|c| TlsConnector::from(Arc::new(c))).map_err(|e| format!("TLS client configuration: {e}"))
+    let mut config = config.map_err(|e| format!("TLS client configuration: {e}"))?;
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
 }
 
 #[derive(Debug)]

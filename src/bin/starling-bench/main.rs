@@ -27,7 +27,7 @@ mod offline;
 mod scram;
 
 use clap::{Parser, Subcommand};
-use client::{Target, idle, insecure_tls, login, register};
+use client::{AccountTickets, Target, idle, insecure_tls, login, register};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,8 +88,9 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         idle: u64,
         /// Measure reconnections: every account logs in and out once first, unmeasured, and
-        /// the measured logins reuse the SCRAM keys derived then (RFC 5802 §3), as a client
-        /// that caches them does when it reconnects (after a server restart, say).
+        /// the measured logins reuse the SCRAM keys derived then (RFC 5802 §3) and offer that
+        /// account's own TLS session ticket (RFC 8446 §2.2), as a client that keeps both does
+        /// when it reconnects. Without it every handshake is a full one.
         #[arg(long)]
         reconnect: bool,
     },
@@ -288,6 +289,7 @@ fn target(common: &Common) -> Result<Target, String> {
         mech,
         tls: insecure_tls()?,
         keys: None,
+        tickets: None,
     })
 }
 
@@ -343,6 +345,7 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
     let mut target = registered_target(&common, sessions).await?;
     if reconnect {
         target.keys = Some(Arc::default());
+        target.tickets = Some(Arc::new(AccountTickets::new()?));
         log_in_and_out(&target, &common, sessions).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -350,11 +353,12 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
     let rss_before = pid.and_then(rss_kib);
     let (bench_clock, server_clock) = (CpuClock::own(), CpuClock::server(pid));
     let gate = Arc::new(Semaphore::new(common.concurrency));
-    let failed = Arc::new(AtomicUsize::new(0));
+    let (failed, resumed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let start = Instant::now();
     for n in 0..sessions {
-        let (target, gate, failed, ready) = (target.clone(), gate.clone(), failed.clone(), ready_tx.clone());
+        let (target, gate, ready) = (target.clone(), gate.clone(), ready_tx.clone());
+        let (failed, resumed) = (failed.clone(), resumed.clone());
         let user = format!("{}{n}", common.prefix);
         let password = common.password.clone();
         let source = (!common.source.is_empty()).then(|| common.source[n % common.source.len()]);
@@ -362,6 +366,9 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
             let permit = gate.acquire_owned().await;
             let outcome = login(&target, &user, &password, source).await;
             drop(permit);
+            if outcome.as_ref().is_ok_and(client::resumed) {
+                resumed.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = ready.send(());
             match outcome {
                 Ok(session) => idle(session).await,
@@ -389,10 +396,11 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
     };
     let json = format!(
         "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
-         \"mechanism\":\"{}\",\"tls\":\"{}\",\"reconnect\":{reconnect},\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
+         \"mechanism\":\"{}\",\"tls\":\"{}\",\"reconnect\":{reconnect},\"tls_resumed\":{},\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
          \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}}}",
         target.mech.name(),
         if common.direct_tls { "direct" } else { "starttls" },
+        resumed.load(Ordering::Relaxed),
         established as f64 / elapsed,
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
