@@ -234,8 +234,9 @@ async fn migrations_do_not_drift() {
 /// The statement text of a page of one correspondent's items before a position, newest first
 /// (a MAM query with `with` and an RSM `before` id), as `Archive::find` writes it with
 /// `push_archive_filter` (whose unit test pins that text), with SQLite's placeholders.
-const BY_CORRESPONDENT: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM archive WHERE host = ? AND username = ? AND store = ? \
-     AND \"with\" <> '' AND \"with\" = ? AND sort_id < ? ORDER BY sort_id DESC LIMIT 51";
+const BY_CORRESPONDENT: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM archive \
+     WHERE host = ? AND username = ? AND store = ? AND \"with\" <> '' AND \"with\" = ? AND sort_id < ? \
+     ORDER BY sort_id DESC LIMIT 51";
 
 /// [`BY_CORRESPONDENT`] with PostgreSQL's numbered placeholders.
 fn numbered_placeholders(statement: &str) -> String {
@@ -292,7 +293,7 @@ async fn correspondent_page_is_a_range_read_of_the_partial_index() {
     fixture::drop_database(&admin_url, &name).await;
     let plan = outcome.unwrap();
     assert!(plan.iter().any(|step| step.contains("archive_with_sort_id")), "{plan:?}");
-    assert!(!plan.iter().any(|step| step.trim_start().starts_with("Sort")), "sorted: {plan:?}");
+    assert!(!plan.iter().any(|step| step.contains("Sort")), "sorted: {plan:?}");
 }
 
 /// On a SQLite file, single statements run on connections the storage keeps out of the pool.
