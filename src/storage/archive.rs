@@ -210,9 +210,9 @@ impl Archive {
         if rows.is_empty() {
             return Ok(());
         }
-        let start = match backend {
-            Backend::Sqlite => "INSERT OR IGNORE INTO archive",
-            Backend::Postgres => "INSERT INTO archive",
+        let (start, on_conflict) = match backend {
+            Backend::Sqlite => ("INSERT OR IGNORE INTO archive", ""),
+            Backend::Postgres => ("INSERT INTO archive", " ON CONFLICT (host, username, store, key) DO NOTHING"),
         };
         let mut sql = Sql::new(backend, start);
         sql.push(" (host, username, store, key, \"when\", \"with\", type, value) VALUES ");
@@ -227,9 +227,7 @@ impl Archive {
             sql.push(", ").text(key).push(", ").int(item.when).push(", ").text(item.with.as_str());
             sql.push(", ").text(item.value.kind.as_str()).push(", ").bytes(item.value.data.clone()).push(")");
         }
-        if backend == Backend::Postgres {
-            sql.push(" ON CONFLICT (host, username, store, key) DO NOTHING");
-        }
+        sql.push(on_conflict);
         sql.build().execute(&mut *conn).await?;
         Ok(())
     }

@@ -81,16 +81,18 @@ impl Connections {
         Ok(Lease::Kept { conn: Some(conn), kept: kept.clone(), _permit: permit })
     }
 
-    /// Closes the kept connections not lent out; those lent out close when returned, and no
-    /// more are lent.
+    /// Closes the kept connections not lent out (those lent out close when returned, and no
+    /// more are lent), then the pool, waiting for its connections in use to be returned.
     pub(crate) async fn close(&self) {
-        let Some(kept) = &self.kept else { return };
-        kept.closed.store(true, Ordering::Release);
-        kept.permits.close();
-        let idle = std::mem::take(&mut *kept.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        for conn in idle {
-            let _ = conn.close().await;
+        if let Some(kept) = &self.kept {
+            kept.closed.store(true, Ordering::Release);
+            kept.permits.close();
+            let idle = std::mem::take(&mut *kept.idle.lock().unwrap_or_else(|p| p.into_inner()));
+            for conn in idle {
+                let _ = conn.close().await;
+            }
         }
+        self.pool.close().await;
     }
 }
 

@@ -134,6 +134,5 @@ impl Storage {
         self.commits.close();
         self.commits.flush().await;
         self.db.close().await;
-        self.db.pool().close().await;
     }
 }
