@@ -85,6 +85,7 @@ contract!(
     keyval_users_sorted,
     map_set_get_overwrite_delete,
     map_get_all_sorted,
+    map_get_all_with_another_store,
     map_users_with_key,
     map_delete_all,
     values_unicode_and_binary,

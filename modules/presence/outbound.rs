@@ -1,8 +1,9 @@
 //! Presence sent by a local client (RFC 6121 §3.1.2, §3.2.2, §3.3.2, §3.4, §4.2, §4.4, §4.6).
 
+use super::super::roster::Item;
 use super::{Presence, log_storage};
 use crate::module_api::{
-    BareJid, Element, InitialPresence, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, ToBare, Value,
+    BareJid, Element, Entries, InitialPresence, Jid, NS_CLIENT, SessionRef, Stanza, StanzaKind, ToBare, Value,
 };
 
 /// The priority of an available presence (§4.7.2.3), clamped to −128..=127, default 0.
@@ -49,10 +50,8 @@ impl Presence {
             }
         };
         let account = session.jid.bare();
-        let items = self.roster.items(&account).await.unwrap_or_else(|e| {
-            log_storage(e);
-            Vec::new()
-        });
+        let initial = available && !was_available;
+        let (items, requests) = self.roster_of(&account, initial).await;
         // One body for every copy, serialised once.
         let presence = Stanza::new(StanzaKind::Presence, el);
         presence.prepare_wire();
@@ -75,14 +74,28 @@ impl Presence {
                 self.send_from(session, &presence, own.jid.as_str()).await;
             }
         }
-        if available && !was_available {
-            self.initial(session, &account, &items).await;
+        if initial {
+            self.initial(session, &account, &items, requests).await;
         }
+    }
+
+    /// The account's roster and, at initial presence, its unanswered subscription requests
+    /// (§3.1.3), read together; on a storage failure, what could not be read is empty.
+    async fn roster_of(&self, account: &BareJid, initial: bool) -> (Vec<(String, Item)>, Entries) {
+        let read = if initial {
+            self.roster.items_with(account, &self.pending).await
+        } else {
+            self.roster.items(account).await.map(|items| (items, Vec::new()))
+        };
+        read.unwrap_or_else(|e| {
+            log_storage(e);
+            (Vec::new(), Vec::new())
+        })
     }
 
     /// After initial presence: probe contacts (§4.3), show the user's other resources, and
     /// redeliver unanswered subscription requests (§3.1.3).
-    async fn initial(&self, session: &SessionRef, account: &BareJid, items: &[(String, super::super::roster::Item)]) {
+    async fn initial(&self, session: &SessionRef, account: &BareJid, items: &[(String, Item)], requests: Entries) {
         for (contact, item) in items {
             if item.subscription.has_to() {
                 let probe = Element::new("presence", NS_CLIENT)
@@ -101,16 +114,10 @@ impl Presence {
             el.set_attr("to", session.jid.as_str());
             session.send_element(el);
         }
-        let user = account.node().map(|n| n.as_str()).unwrap_or_default();
-        match self.pending.get_all(user).await {
-            Ok(requests) => {
-                for (_, request) in requests {
-                    if let Ok(el) = Element::parse(&request.data) {
-                        session.send_element(el);
-                    }
-                }
+        for (_, request) in requests {
+            if let Ok(el) = Element::parse(&request.data) {
+                session.send_element(el);
             }
-            Err(e) => log_storage(e),
         }
         let mut event = InitialPresence { session: session.clone() };
         self.server.fire(account.domain().as_str(), &mut event).await;

@@ -1,7 +1,8 @@
 //! Roster items and the shared roster service.
 
 use crate::module_api::{
-    BareJid, Element, KeyVal, Map, NS_CLIENT, ServerHandle, Stanza, StanzaKind, StorageError, Value, ns, random_id,
+    BareJid, Element, Entries, KeyVal, Map, NS_CLIENT, ServerHandle, Stanza, StanzaKind, StorageError, Value, ns,
+    random_id,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +105,10 @@ pub struct Roster {
     server: ServerHandle,
 }
 
+fn decode_items(entries: Entries) -> Result<Vec<(String, Item)>, StorageError> {
+    entries.into_iter().map(|(jid, value)| Ok((jid, value.to_json::<Item>()?))).collect()
+}
+
 fn user_of(account: &BareJid) -> &str {
     account.node().map(|n| n.as_str()).unwrap_or_default()
 }
@@ -116,11 +121,18 @@ impl Roster {
 
     /// Every item of an account, by contact bare JID.
     pub async fn items(&self, account: &BareJid) -> Result<Vec<(String, Item)>, StorageError> {
-        let mut out = Vec::new();
-        for (jid, value) in self.items.get_all(user_of(account)).await? {
-            out.push((jid, value.to_json::<Item>()?));
-        }
-        Ok(out)
+        decode_items(self.items.get_all(user_of(account)).await?)
+    }
+
+    /// Every item of an account, and the account's entries in another module's map store of
+    /// the same domain, read together (see [`Map::get_all_with`]).
+    pub async fn items_with(
+        &self,
+        account: &BareJid,
+        other: &Map,
+    ) -> Result<(Vec<(String, Item)>, Entries), StorageError> {
+        let (items, others) = self.items.get_all_with(other, user_of(account)).await?;
+        Ok((decode_items(items)?, others))
     }
 
     /// One item.

@@ -31,7 +31,9 @@ pub use crate::session::{PresenceState, SessionRef};
 pub use crate::storage::Storage;
 pub use crate::storage::accounts::AccountError;
 pub use crate::storage::now_micros;
-pub use crate::storage::{Archive, ArchiveQuery, ArchivedItem, KeyVal, Map, NewItem, StorageError, Value, ValueKind};
+pub use crate::storage::{
+    Archive, ArchiveQuery, ArchivedItem, Entries, KeyVal, Map, NewItem, StorageError, Value, ValueKind,
+};
 pub use crate::xml::{Element, Node};
 pub use jid::{BareJid, FullJid, Jid};
 pub use registrar::{

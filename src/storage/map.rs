@@ -6,6 +6,9 @@ use super::lease::Connections;
 use super::value::Value;
 use sqlx::Row;
 
+/// A user's entries of one map store: key and value, sorted by key.
+pub type Entries = Vec<(String, Value)>;
+
 /// One map store of one host: per user, a set of keys each holding a [`Value`].
 ///
 /// The empty key is where a [`KeyVal`](super::KeyVal) handle on the same store name keeps its
@@ -54,7 +57,7 @@ impl Map {
     }
 
     /// All of `user`'s entries, sorted by key (bytewise).
-    pub async fn get_all(&self, user: &str) -> Result<Vec<(String, Value)>, StorageError> {
+    pub async fn get_all(&self, user: &str) -> Result<Entries, StorageError> {
         let rows = sqlx::query(
             "SELECT key, type, value FROM kv \
              WHERE host = $1 AND username = $2 AND store = $3 ORDER BY key",
@@ -65,6 +68,32 @@ impl Map {
         .fetch_all(&mut *self.db.lease().await?)
         .await?;
         rows.iter().map(|row| Ok((row.try_get::<String, _>(0)?, decode_value(row, 1)?))).collect()
+    }
+
+    /// All of `user`'s entries in this store and in `other`, each sorted by key (bytewise), in
+    /// one read when both stores are on the same host: one statement instead of two where a
+    /// module needs both at the same moment (at initial presence: the roster and the pending
+    /// subscription requests). `other` must come from the same storage.
+    pub async fn get_all_with(&self, other: &Map, user: &str) -> Result<(Entries, Entries), StorageError> {
+        if other.host != self.host || other.store == self.store {
+            return Ok((self.get_all(user).await?, other.get_all(user).await?));
+        }
+        let rows = sqlx::query(
+            "SELECT store, key, type, value FROM kv \
+             WHERE host = $1 AND username = $2 AND store IN ($3, $4) ORDER BY store, key",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(other.store.as_str())
+        .fetch_all(&mut *self.db.lease().await?)
+        .await?;
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let entry = (row.try_get::<String, _>(1)?, decode_value(row, 2)?);
+            if row.try_get::<String, _>(0)? == self.store { mine.push(entry) } else { theirs.push(entry) }
+        }
+        Ok((mine, theirs))
     }
 
     /// The users that have `key` in this store, sorted (bytewise).

@@ -36,7 +36,7 @@ pub use commit::GroupCommit;
 pub use dialect::Backend;
 pub use error::{CodecError, StorageError};
 pub use keyval::KeyVal;
-pub use map::Map;
+pub use map::{Entries, Map};
 pub use value::{Value, ValueKind};
 
 use dialect::Target;

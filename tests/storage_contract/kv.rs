@@ -76,6 +76,35 @@ pub async fn map_get_all_sorted(s: Storage) {
     assert_eq!(all, expected);
 }
 
+pub async fn map_get_all_with_another_store(s: Storage) {
+    let roster = s.map(HOST, "roster");
+    let pending = s.map(HOST, "pending");
+    assert_eq!(roster.get_all_with(&pending, "juliet").await.unwrap(), (Vec::new(), Vec::new()));
+    for key in ["b", "a", "☃"] {
+        roster.set("juliet", key, Some(&Value::text(format!("item-{key}")))).await.unwrap();
+    }
+    pending.set("juliet", "z", Some(&Value::text("request-z"))).await.unwrap();
+    pending.set("juliet", "c", Some(&Value::text("request-c"))).await.unwrap();
+    // Neither another user's, another store's nor another host's entries come along.
+    pending.set("romeo", "x", Some(&Value::text("x"))).await.unwrap();
+    s.map(HOST, "other").set("juliet", "x", Some(&Value::text("x"))).await.unwrap();
+    s.map("other.example", "pending").set("juliet", "x", Some(&Value::text("x"))).await.unwrap();
+
+    let (items, requests) = roster.get_all_with(&pending, "juliet").await.unwrap();
+    assert_eq!(items, roster.get_all("juliet").await.unwrap());
+    assert_eq!(items.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "b", "☃"]);
+    assert_eq!(requests, vec![("c".into(), Value::text("request-c")), ("z".into(), Value::text("request-z"))]);
+    // The other way round, each side still holds its own store's entries.
+    let (requests_first, items_second) = pending.get_all_with(&roster, "juliet").await.unwrap();
+    assert_eq!((requests_first, items_second), (requests, items.clone()));
+    // A store of another host, or the same store, is read on its own.
+    let elsewhere = s.map("other.example", "pending");
+    let (mine, theirs) = roster.get_all_with(&elsewhere, "juliet").await.unwrap();
+    assert_eq!((mine, theirs), (items.clone(), vec![("x".into(), Value::text("x"))]));
+    let (first, second) = roster.get_all_with(&roster, "juliet").await.unwrap();
+    assert_eq!((first, second), (items.clone(), items));
+}
+
 pub async fn map_users_with_key(s: Storage) {
     let map = s.map(HOST, "push");
     let v = Value::text("registration");
