@@ -5,7 +5,8 @@
 # then, for each repeat, runs every scenario against each server in turn (Starling on SQLite,
 # Starling on PostgreSQL, Prosody, ejabberd), each server alone on CPU 0 and the load
 # generator on CPU 1. All servers get the same setup: loopback, STARTTLS with a self-signed
-# RSA-2048 certificate, SCRAM-SHA-1 with 4096 iterations, in-band registration for the
+# RSA-2048 certificate, SCRAM with 4096 iterations (SCRAM-SHA-256, the mechanism of the
+# benchmark plan's login target, unless --mech says SCRAM-SHA-1), in-band registration for the
 # accounts, stream management, offline storage, the archive off or on per scenario, a
 # multi-user chat service on conference.localhost taking rooms of at least 1024 occupants, a
 # listen backlog of 1024 (Starling's own), no rate limits or shapers.
@@ -61,12 +62,12 @@
 #                           [--login-sessions N] [--ecdsa-sessions N] [--occupants N]
 #                           [--senders N] [--muc-messages N] [--offline-users N]
 #                           [--offline-messages N] [--repeats N] [--servers "a b"]
-#                           [--scenarios "a b"] [--write]
+#                           [--scenarios "a b"] [--mech SCRAM-SHA-256|SCRAM-SHA-1] [--write]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 chat_messages=3000 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
 occupants=1024 senders=4 muc_messages=100 login_sessions=10000 ecdsa_sessions=2000 offline_users=10
-offline_messages=1000 scenarios="echo login login-ecdsa relogin relogin-ecdsa chat chat-half chat-sm chat-archive muc offline"
+offline_messages=1000 mech=SCRAM-SHA-256 scenarios="echo login login-ecdsa relogin relogin-ecdsa chat chat-half chat-sm chat-archive muc offline"
 write=false
 command_line="bench/compare.sh $*"
 while [[ $# -gt 0 ]]; do
@@ -84,10 +85,18 @@ while [[ $# -gt 0 ]]; do
     --repeats) repeats="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --scenarios) scenarios="$2"; shift 2 ;;
+    --mech) mech="$2"; shift 2 ;;
     --write) write=true; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# Every server stores the accounts' SCRAM keys for the hash of the mechanism the load
+# generator uses (Prosody's password_hash, ejabberd's auth_scram_hash).
+case "$mech" in
+  SCRAM-SHA-256) prosody_hash=SHA-256 ejabberd_hash=sha256 ;;
+  SCRAM-SHA-1) prosody_hash=SHA-1 ejabberd_hash=sha ;;
+  *) echo "--mech must be SCRAM-SHA-256 or SCRAM-SHA-1" >&2; exit 2 ;;
+esac
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
 cargo build --release --bins -q
@@ -191,6 +200,7 @@ c2s_direct_tls_ports = { }
 modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "register", "smacks", "offline", "mam", "carbons" }
 modules_disabled = { "s2s" }
 authentication = "internal_hashed"
+password_hash = "$prosody_hash"
 default_iteration_count = 4096
 network_settings = { tcp_backlog = 1024 }
 c2s_require_encryption = true
@@ -229,6 +239,7 @@ loglevel: error
 certfiles: ["$(pem "$1")both.pem"]
 auth_method: internal
 auth_password_format: scram
+auth_scram_hash: $ejabberd_hash
 registration_timeout: infinity
 shaper: {}
 shaper_rules: {}
@@ -356,7 +367,7 @@ run_one() { # server scenario repeat
   [[ "$scenario" == muc && "$server" == starling* ]] && args+=(--room-config "muc#roomconfig_enablearchiving=0")
   local line concurrency=20
   [[ "$scenario" == *login* ]] && concurrency=50
-  line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech SCRAM-SHA-1 --register \
+  line=$(taskset -c 1 "$bin/starling-bench" "${args[0]}" --server "127.0.0.1:$PORT" --mech "$mech" --register \
     --concurrency "$concurrency" --server-pid "$(largest_process)" "${args[@]:1}" \
     $( [[ "$scenario" == *login* ]] || echo --deadline 240 ) \
     2> "$work/bench.err" || true)
@@ -391,7 +402,7 @@ $(dpkg-query -W -f '${Version}' ejabberd 2> /dev/null || echo '?'), Starling $(g
   machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), \
 $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
   python3 bench/write_benchmarks.py BENCHMARKS.md "$OUT/tables.md" "$command_line" "$started-$finished UTC" \
-    "$versions" "$machine"
+    "$versions" "$machine" "$mech"
   echo "BENCHMARKS.md updated"
 fi
 echo "results: $results"

@@ -3,14 +3,14 @@
 `<!-- compare.sh begin -->` and `<!-- compare.sh end -->` (added after the title and its first paragraph when missing); the
 rest of the file is left as it is.
 
-    write_benchmarks.py BENCHMARKS.md TABLES.md COMMAND WHEN VERSIONS MACHINE
+    write_benchmarks.py BENCHMARKS.md TABLES.md COMMAND WHEN VERSIONS MACHINE MECHANISM
 """
 import sys
 
 BEGIN, END = "<!-- compare.sh begin -->", "<!-- compare.sh end -->"
 
 
-def section(tables, command, when, versions, machine):
+def section(tables, command, when, versions, machine, mechanism):
     return f"""{BEGIN}
 ## Starling, Prosody and ejabberd in one run
 
@@ -22,7 +22,7 @@ Written by `bench/compare.sh --write`; run of {when}, {versions}; machine: {mach
 
 Every server alone on CPU 0 and the load generator (`starling-bench`) on CPU 1, the servers
 taking turns, their order reversed every other repeat; loopback, STARTTLS with the same
-self-signed RSA-2048 certificate, SCRAM-SHA-1 (4096 iterations), accounts created by in-band
+self-signed RSA-2048 certificate, {mechanism} (4096 iterations), accounts created by in-band
 registration, stream management, offline storage, a MUC service, a listen backlog of 1024,
 no rate limits or shapers. Cells are the median (min-max) over the repeats. On Starling every
 message is written to the recipient's inbox before the sender's ack: there `<a/>` means
@@ -35,9 +35,9 @@ at the top of `bench/compare.sh`.
 
 
 def main():
-    path, tables_path, command, when, versions, machine = sys.argv[1:7]
+    path, tables_path, command, when, versions, machine, mechanism = sys.argv[1:8]
     text = open(path).read()
-    new = section(open(tables_path).read(), command, when, versions, machine)
+    new = section(open(tables_path).read(), command, when, versions, machine, mechanism)
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1].lstrip("\n")
