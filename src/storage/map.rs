@@ -71,11 +71,11 @@ impl Map {
     }
 
     /// All of `user`'s entries in this store and in `other`, each sorted by key (bytewise), in
-    /// one read when both stores are on the same host: one statement instead of two where a
+    /// one read when both stores are on the same host (two otherwise): one statement instead of two where a
     /// module needs both at the same moment (at initial presence: the roster and the pending
     /// subscription requests). `other` must come from the same storage.
     pub async fn get_all_with(&self, other: &Map, user: &str) -> Result<(Entries, Entries), StorageError> {
-        if other.host != self.host || other.store == self.store {
+        if other.host != self.host {
             return Ok((self.get_all(user).await?, other.get_all(user).await?));
         }
         let rows = sqlx::query(
@@ -92,6 +92,10 @@ impl Map {
         for row in &rows {
             let entry = (row.try_get::<String, _>(1)?, decode_value(row, 2)?);
             if row.try_get::<String, _>(0)? == self.store { mine.push(entry) } else { theirs.push(entry) }
+        }
+        // The same store named twice: its rows came once, and are both halves.
+        if other.store == self.store {
+            theirs = mine.clone();
         }
         Ok((mine, theirs))
     }
