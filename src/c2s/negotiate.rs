@@ -44,14 +44,16 @@ pub async fn negotiate<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Res
     let mut account: Option<BareJid> = None;
     let mut attempts = 0;
     loop {
-        let domain = open_stream(server, conn).await?;
+        let (domain, mut reply) = open_stream(server, conn).await?;
         // Channel bindings matter to SASL only; after it, no mechanism is offered.
         let bindings = match account {
             None => server.channel_bindings(conn.io.tls_state()),
             Some(_) => ChannelBindings::default(),
         };
         let features = stream_features(server, &domain, conn.io.is_secure(), account.is_some(), &bindings);
-        conn.send(&stream::features(&features, NS_CLIENT)).await?;
+        // Header and features leave in one write: one TLS record and one segment, not two.
+        reply.extend_from_slice(&stream::features(&features, NS_CLIENT));
+        conn.send(&reply).await?;
         if let Some(account) = &account {
             return bind(server, conn, account).await;
         }
@@ -65,9 +67,10 @@ pub async fn negotiate<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Res
     }
 }
 
-/// Reads the client's stream header and answers with ours. Errors in the header are still
-/// answered with a header first, as RFC 6120 §4.9.1.2 requires.
-async fn open_stream<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<String, Exit> {
+/// Reads the client's stream header and returns the domain with our header, for the caller to
+/// send with the features. Errors in the header are answered at once, with a header first, as
+/// RFC 6120 §4.9.1.2 requires.
+async fn open_stream<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(String, Vec<u8>), Exit> {
     let header = match conn.next().await {
         Ok(FrameEvent::StreamOpen(header)) => header,
         Ok(_) => return Err(reply_header_then(conn, server, None, StreamError::new("not-well-formed")).await),
@@ -89,8 +92,8 @@ async fn open_stream<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Resul
         return Err(reply_header_then(conn, server, served.as_deref(), problem).await);
     }
     let domain = served.unwrap_or_default();
-    conn.send(&stream::header(NS_CLIENT, &domain, &random_id(12))).await?;
-    Ok(domain)
+    let header = stream::header(NS_CLIENT, &domain, &random_id(12));
+    Ok((domain, header))
 }
 
 async fn reply_header_then<S: Transport>(

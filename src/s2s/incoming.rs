@@ -89,9 +89,10 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
 /// Before TLS: the header, the features with STARTTLS, and `<starttls/>`; anything else is a
 /// policy violation.
 async fn plain_phase<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(), Exit> {
-    open(server, conn).await?;
+    let mut reply = open(server, conn).await?.header;
     let features = Element::new("starttls", NS_TLS).with_child(Element::new("required", NS_TLS));
-    conn.send(&crate::stream::features(&[features], "jabber:server")).await?;
+    reply.extend_from_slice(&crate::stream::features(&[features], "jabber:server"));
+    conn.send(&reply).await?;
     match conn.next().await? {
         FrameEvent::Element(el) if el.is("starttls", NS_TLS) => {
             conn.send(format!("<proceed xmlns='{NS_TLS}'/>").as_bytes()).await?;
@@ -102,9 +103,19 @@ async fn plain_phase<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Resul
     }
 }
 
-/// Reads the peer's header and answers with ours; returns our stream id and the domain the
-/// peer names as its own, if any.
-async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(String, Option<String>), Exit> {
+/// Our answer to the peer's stream header.
+struct Opened {
+    /// Our stream id.
+    id: String,
+    /// The domain the peer's header names as its own, if any.
+    claimed: Option<String>,
+    /// Our header, for the caller to send with the features in one write.
+    header: Vec<u8>,
+}
+
+/// Reads the peer's header and prepares ours. A header we refuse is answered at once with
+/// ours and the stream error.
+async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<Opened, Exit> {
     let header = match conn.next().await? {
         FrameEvent::StreamOpen(header) => header,
         _ => return Err(StreamError::new("bad-format").into()),
@@ -115,11 +126,12 @@ async fn open<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(Stri
         conn.send(&super::header(&to, "", Some(&id))).await?;
         return Err(StreamError::new("invalid-namespace").into());
     }
-    conn.send(&super::header(&to, header.from.as_deref().unwrap_or_default(), Some(&id))).await?;
+    let ours = super::header(&to, header.from.as_deref().unwrap_or_default(), Some(&id));
     if !super::is_ours(server, &to) {
+        conn.send(&ours).await?;
         return Err(StreamError::with_text("host-unknown", format!("{to} is not served here")).into());
     }
-    Ok((id, header.from))
+    Ok(Opened { id, claimed: header.from, header: ours })
 }
 
 /// Whether the stream goes on with a new header (after SASL success) or ends.
@@ -156,12 +168,16 @@ impl Incoming<'_> {
         let limit = self.server.config.s2s.connect_timeout.get();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match tokio::time::timeout_at(deadline, open(self.server, conn)).await {
-                Ok(Ok((id, claimed))) => (self.id, self.claimed) = (id, claimed),
+            let mut reply = match tokio::time::timeout_at(deadline, open(self.server, conn)).await {
+                Ok(Ok(opened)) => {
+                    (self.id, self.claimed) = (opened.id, opened.claimed);
+                    opened.header
+                }
                 Ok(Err(exit)) => return Some(exit),
                 Err(_) => return Some(StreamError::new("connection-timeout").into()),
-            }
-            if let Err(exit) = conn.send(&self.features()).await {
+            };
+            reply.extend_from_slice(&self.features());
+            if let Err(exit) = conn.send(&reply).await {
                 return Some(exit);
             }
             match self.read(conn, deadline).await {
