@@ -52,7 +52,7 @@ pub async fn negotiate<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Res
         };
         let features = stream_features(server, &domain, conn.io.is_secure(), account.is_some(), &bindings);
         // Header and features leave in one write: one TLS record and one segment, not two.
-        reply.extend_from_slice(&stream::features(&features, NS_CLIENT));
+        stream::write_features(&mut reply, &features, NS_CLIENT);
         conn.send(&reply).await?;
         if let Some(account) = &account {
             return bind(server, conn, account).await;

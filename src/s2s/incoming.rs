@@ -91,7 +91,7 @@ async fn handle(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, direct_tl
 async fn plain_phase<S: Transport>(server: &Server, conn: &mut Conn<S>) -> Result<(), Exit> {
     let mut reply = open(server, conn).await?.header;
     let features = Element::new("starttls", NS_TLS).with_child(Element::new("required", NS_TLS));
-    reply.extend_from_slice(&crate::stream::features(&[features], "jabber:server"));
+    crate::stream::write_features(&mut reply, &[features], "jabber:server");
     conn.send(&reply).await?;
     match conn.next().await? {
         FrameEvent::Element(el) if el.is("starttls", NS_TLS) => {
@@ -176,7 +176,7 @@ impl Incoming<'_> {
                 Ok(Err(exit)) => return Some(exit),
                 Err(_) => return Some(StreamError::new("connection-timeout").into()),
             };
-            reply.extend_from_slice(&self.features());
+            self.write_features(&mut reply);
             if let Err(exit) = conn.send(&reply).await {
                 return Some(exit);
             }
@@ -187,10 +187,10 @@ impl Incoming<'_> {
         }
     }
 
-    /// The features after TLS: SASL EXTERNAL when the peer's certificate names the domain it
+    /// Appends the features after TLS: SASL EXTERNAL when the peer's certificate names the domain it
     /// claims (XEP-0178), dialback (without <errors/>: dialback errors, XEP-0220 §2.4, are not
     /// sent; refusals end the stream), stream management.
-    fn features(&self) -> Vec<u8> {
+    fn write_features(&self, out: &mut Vec<u8>) {
         let mut features = Vec::new();
         if self.authenticated.is_empty() {
             if self.certified().is_some() {
@@ -202,7 +202,7 @@ impl Incoming<'_> {
             features.push(Element::new("dialback", NS_DIALBACK_FEATURE));
         }
         features.push(Element::new("sm", NS_SM));
-        crate::stream::features(&features, "jabber:server")
+        crate::stream::write_features(out, &features, "jabber:server");
     }
 
     /// The domain the peer claims, if its certificate is valid for it.

@@ -77,14 +77,14 @@ pub fn header(content_ns: &str, from: &str, id: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// `<stream:features>` with the given children.
-pub fn features(children: &[Element], content_ns: &str) -> Vec<u8> {
-    let mut out = b"<stream:features>".to_vec();
+/// Appends `<stream:features>` with the given children to `out` (our stream header, so that
+/// both leave in one write).
+pub fn write_features(out: &mut Vec<u8>, children: &[Element], content_ns: &str) {
+    out.extend_from_slice(b"<stream:features>");
     for child in children {
-        child.write_to(&mut out, content_ns);
+        child.write_to(out, content_ns);
     }
     out.extend_from_slice(b"</stream:features>");
-    out
 }
 
 fn escape_attr(s: &str) -> String {
