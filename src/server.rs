@@ -1,9 +1,10 @@
 //! The server: configuration, storage, accounts, the session table and each domain's module
 //! tables, put together at startup; and the listeners that serve it.
 //!
-//! Startup order: open (and migrate) storage, load or generate certificates, build every
-//! enabled module for every domain (dependencies first), then bind listeners. Any failure
-//! stops startup with a message; nothing falls back silently.
+//! Startup order: open (and migrate) storage, read the TLS ticket keys from it (creating the
+//! current ones if none exist), load or generate certificates, build every enabled module for
+//! every domain (dependencies first), then bind listeners. Any failure stops startup with a
+//! message; nothing falls back silently.
 
 use crate::c2s::throttle::AuthThrottle;
 use crate::c2s::{ListenerKind, accept_loop};
@@ -12,7 +13,7 @@ use crate::module_api::{Component, HostModules, ModuleDescriptor, ModuleError, R
 use crate::session::SessionTable;
 use crate::storage::Storage;
 use crate::storage::accounts::Accounts;
-use crate::stream::tls::{CertSource, CertStore};
+use crate::stream::tls::{CertSource, CertStore, TicketKeys};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub struct Server {
     hosts: HashMap<String, HostModules>,
     components: HashMap<String, Arc<dyn Component>>,
     tls: Option<(TlsAcceptor, Arc<CertStore>)>,
+    /// TLS session-ticket keys, shared with every node through storage.
+    tickets: Arc<TicketKeys>,
 }
 
 impl Server {
@@ -56,7 +59,8 @@ impl Server {
                 .with_context(|| format!("creating data directory {}", config.server.data_dir.display()))?;
         }
         let storage = Storage::open(&url).await.with_context(|| format!("opening storage {url}"))?;
-        let tls = load_tls(&config)?;
+        let tickets = TicketKeys::from_storage(&storage).await.context("loading the TLS ticket keys")?;
+        let tls = load_tls(&config, tickets.clone())?;
         let certs = tls.as_ref().map(|(_, store)| store.clone()).context("no TLS certificates")?;
         let s2s = crate::s2s::S2s::new(&config.s2s, &config.server.domains, certs).context("setting up federation")?;
         let accounts = Accounts::new(storage.clone(), config.server.domains.clone(), config.c2s.scram_iterations);
@@ -83,6 +87,7 @@ impl Server {
                 hosts,
                 components,
                 tls,
+                tickets,
             }
         });
         if let Some(e) = failure {
@@ -138,7 +143,7 @@ impl Server {
     }
 }
 
-fn load_tls(config: &Config) -> anyhow::Result<Option<(TlsAcceptor, Arc<CertStore>)>> {
+fn load_tls(config: &Config, tickets: Arc<TicketKeys>) -> anyhow::Result<Option<(TlsAcceptor, Arc<CertStore>)>> {
     let cert_dir = config.server.data_dir.join("certs");
     let sources = config
         .server
@@ -153,7 +158,7 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<(TlsAcceptor, Arc<CertStor
         })
         .collect::<Vec<_>>();
     let store = Arc::new(CertStore::load(&sources).context("loading TLS certificates")?);
-    let config = crate::stream::tls::server_config(store.clone()).context("building the TLS configuration")?;
+    let config = crate::stream::tls::server_config(store.clone(), tickets).context("building the TLS configuration")?;
     Ok(Some((TlsAcceptor::from(config), store)))
 }
 
@@ -266,6 +271,8 @@ pub async fn serve(server: Arc<Server>) -> anyhow::Result<Running> {
         http: vec![],
         tasks: vec![],
     };
+    let tickets = Arc::downgrade(&server.tickets);
+    running.tasks.push(tokio::spawn(TicketKeys::keep_fresh(tickets, server.storage.clone())));
     let kinds = [
         (&server.config.c2s.listen, ListenerKind::StartTls),
         (&server.config.c2s.direct_tls_listen, ListenerKind::DirectTls),

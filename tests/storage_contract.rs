@@ -84,6 +84,7 @@ contract!(
     keyval_set_get_overwrite_delete,
     keyval_users_sorted,
     map_set_get_overwrite_delete,
+    map_insert_new_keeps_the_first_value,
     map_get_all_sorted,
     map_get_all_with_another_store,
     map_users_with_key,

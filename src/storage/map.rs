@@ -56,6 +56,28 @@ impl Map {
         upsert(&self.db, &self.host, user, &self.store, key, value).await
     }
 
+    /// Stores `value` under `key` for `user` unless the key already holds a value, and
+    /// returns the value the key holds afterwards: `value` when it was free, the earlier one
+    /// otherwise. Of writers racing for a free key exactly one wins and all of them get the
+    /// winner's value (for example, nodes agreeing on a shared secret). `None` only when
+    /// someone deleted the key in between.
+    pub async fn insert_new(&self, user: &str, key: &str, value: &Value) -> Result<Option<Value>, StorageError> {
+        sqlx::query(
+            "INSERT INTO kv (host, username, store, key, type, value) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (host, username, store, key) DO NOTHING",
+        )
+        .bind(self.host.as_str())
+        .bind(user)
+        .bind(self.store.as_str())
+        .bind(key)
+        .bind(value.kind.as_str())
+        .bind(value.data.as_slice())
+        .execute(&mut *self.db.lease().await?)
+        .await?;
+        self.get(user, key).await
+    }
+
     /// All of `user`'s entries, sorted by key (bytewise).
     pub async fn get_all(&self, user: &str) -> Result<Entries, StorageError> {
         let rows = sqlx::query(

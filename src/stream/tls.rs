@@ -38,7 +38,8 @@ use sha2::Digest as _;
 
 use crate::stream::sasl::ChannelBindings;
 
-/// TLS session-resumption cache entries kept in memory; bounded so that clients cannot grow it.
+/// TLS 1.2 sessions resumable by session ID kept in memory; bounded so that clients cannot
+/// grow it.
 const SESSION_CACHE_SIZE: usize = 4096;
 
 /// RFC 9266 §2 exporter label and output length.
@@ -196,19 +197,22 @@ fn certificate_covers(key: &CertifiedKey, name: &str) -> bool {
 /// TLS 1.3 and 1.2 on the ring provider, given explicitly so that no process-wide default
 /// provider is needed; no client certificates (s2s authenticates with its own verifier);
 /// no ALPN, since XMPP on 5222/5223 does not negotiate one. The server chooses the cipher
-/// suite (see [`server_provider`]).
-pub fn server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+/// suite (see [`server_provider`]). Sessions resume from `tickets` (see [`TicketKeys`]).
+pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(server_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(Box::new(e)))?
         .with_no_client_auth()
         .with_cert_resolver(store);
-    // Mobile clients reconnect often; resumption saves a full handshake. Stateful TLS 1.3
-    // tickets and TLS 1.2 session IDs both live in this bounded cache.
+    // Mobile clients reconnect often; resumption saves a full handshake. TLS 1.3 tickets and
+    // TLS 1.2 tickets (RFC 5077) carry the session themselves, sealed with keys every node
+    // shares. Only TLS 1.2 clients without tickets resume by session ID, from this bounded
+    // store of this node.
+    config.ticketer = tickets;
     config.session_storage = Arc::new(SessionStore::new(SESSION_CACHE_SIZE));
     // One TLS 1.3 ticket per handshake (rustls sends two by default). An XMPP client holds one
     // connection at a time, and every handshake, resumed ones too, hands it a fresh ticket
-    // (RFC 8446 §4.6.1), so a second ticket would only take a slot in the cache.
+    // (RFC 8446 §4.6.1), so a second ticket would only cost a seal and bytes on the wire.
     config.send_tls13_tickets = 1;
     config.alpn_protocols = Vec::new();
     config.ignore_client_order = true;
@@ -351,8 +355,10 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> io::Result<(
 
 mod der;
 mod sessions;
+mod tickets;
 
 pub use sessions::SessionStore;
+pub use tickets::TicketKeys;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,27 @@ pub async fn map_set_get_overwrite_delete(s: Storage) {
     map.set("juliet", "romeo@example.net", None).await.unwrap();
 }
 
+pub async fn map_insert_new_keeps_the_first_value(s: Storage) {
+    let map = s.map("", "secrets");
+    let first = Value::bytes(vec![1; 32]);
+    assert_eq!(map.insert_new("", "key-1", &first).await.unwrap(), Some(first.clone()));
+    let later = Value::bytes(vec![2; 32]);
+    assert_eq!(map.insert_new("", "key-1", &later).await.unwrap(), Some(first.clone()), "not replaced");
+    assert_eq!(map.get("", "key-1").await.unwrap(), Some(first));
+
+    // Writers racing for one free key all come back with the same, single winner.
+    let racers = (0..8u8).map(|n| {
+        let map = map.clone();
+        tokio::spawn(async move { map.insert_new("", "key-2", &Value::bytes(vec![n; 32])).await.unwrap() })
+    });
+    let mut results = Vec::new();
+    for racer in racers.collect::<Vec<_>>() {
+        results.push(racer.await.unwrap().unwrap());
+    }
+    assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "{results:?}");
+    assert_eq!(map.get("", "key-2").await.unwrap().as_ref(), results.first());
+}
+
 pub async fn map_get_all_sorted(s: Storage) {
     let map = s.map(HOST, "roster");
     assert!(map.get_all("juliet").await.unwrap().is_empty());

@@ -19,10 +19,12 @@ use tokio::sync::Semaphore;
 
 /// Serves the echo on `listen` until killed.
 pub async fn serve(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> Result<(), String> {
-    use starling::stream::tls::{CertSource, CertStore, server_config};
+    use starling::stream::tls::{CertSource, CertStore, TicketKeys, server_config};
     let store =
         CertStore::load(&[("localhost".to_owned(), CertSource::Files { cert, key })]).map_err(|e| e.to_string())?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(Arc::new(store)).map_err(|e| e.to_string())?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        server_config(Arc::new(store), TicketKeys::in_process()).map_err(|e| e.to_string())?,
+    );
     let listener = TcpListener::bind(listen).await.map_err(|e| e.to_string())?;
     loop {
         let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;

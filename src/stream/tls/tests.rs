@@ -72,7 +72,7 @@ async fn sni_exact_wildcard_and_default() {
         ("example.org", false, &org),
         ("muc.example.org", false, &org),
     ];
-    let config = server_config(store.clone()).unwrap();
+    let config = server_config(store.clone(), TicketKeys::in_process()).unwrap();
     for (name, sni, expected) in cases {
         let (s, c) = handshake(&config, &client_config(&trusted, false, sni), name).await;
         assert_eq!(&peer_leaf(&c), expected, "{name} sni={sni}");
@@ -121,7 +121,7 @@ async fn channel_bindings_match_the_client() {
     let store = Arc::new(CertStore::load(&self_signed(dir.path(), &["localhost"])).unwrap());
     let trusted = [leaf(&store, "localhost")];
 
-    let config = server_config(store.clone()).unwrap();
+    let config = server_config(store.clone(), TicketKeys::in_process()).unwrap();
     let (s, c) = handshake(&config, &client_config(&trusted, false, true), "localhost").await;
     let (conn, client) = (s.get_ref().1, c.get_ref().1);
     assert_eq!(conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
@@ -150,7 +150,7 @@ async fn resumption_keeps_the_served_certificate() {
     let domains = self_signed(dir.path(), &["example.org", "example.net"]);
     let store = Arc::new(CertStore::load(&domains).unwrap());
     let net = leaf(&store, "example.net");
-    let config = server_config(store.clone()).unwrap();
+    let config = server_config(store.clone(), TicketKeys::in_process()).unwrap();
     for tls12 in [false, true] {
         let client = client_config(std::slice::from_ref(&net), tls12, true);
         let mut kinds = Vec::new();
@@ -166,6 +166,39 @@ async fn resumption_keeps_the_served_certificate() {
             assert_eq!(store.served_leaf(conn).as_ref(), Some(&net), "tls12={tls12}");
             let end_point = store.channel_bindings(conn).tls_server_end_point;
             assert_eq!(end_point, Some(sha2::Sha256::digest(&net).to_vec()));
+        }
+        let expected = [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed), Some(HandshakeKind::Resumed)];
+        assert_eq!(kinds, expected, "tls12={tls12}");
+    }
+}
+
+/// Another node, or this one after a restart: its own certificate store and TLS
+/// configuration, the ticket keys read from the same database.
+#[tokio::test]
+async fn tickets_resume_on_another_node_of_the_same_database() {
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("shared.db").display());
+    let domains = self_signed(dir.path(), &["example.org"]);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let storage = crate::storage::Storage::open(&url).await.unwrap();
+        let tickets = TicketKeys::from_storage(&storage).await.unwrap();
+        let store = Arc::new(CertStore::load(&domains).unwrap());
+        nodes.push((server_config(store, tickets).unwrap(), storage));
+    }
+    let trusted = [leaf(&CertStore::load(&domains).unwrap(), "example.org")];
+    for tls12 in [false, true] {
+        let client = client_config(&trusted, tls12, true);
+        let mut kinds = Vec::new();
+        for (config, _) in [&nodes[0], &nodes[1], &nodes[0]] {
+            let (mut s, mut c) = handshake(config, &client, "example.org").await;
+            s.write_all(b"x").await.unwrap();
+            s.flush().await.unwrap();
+            c.read_exact(&mut [0u8; 1]).await.unwrap();
+            kinds.push(s.get_ref().1.handshake_kind());
         }
         let expected = [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed), Some(HandshakeKind::Resumed)];
         assert_eq!(kinds, expected, "tls12={tls12}");
@@ -278,7 +311,7 @@ async fn server_prefers_aes_128_gcm() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(CertStore::load(&self_signed(dir.path(), &["localhost"])).unwrap());
     let trusted = [leaf(&store, "localhost")];
-    let config = server_config(store).unwrap();
+    let config = server_config(store, TicketKeys::in_process()).unwrap();
     for (tls12, expected) in
         [(false, Suite::TLS13_AES_128_GCM_SHA256), (true, Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)]
     {
