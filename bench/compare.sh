@@ -31,6 +31,13 @@
 #                 as a client that reconnects does; the result counts resumed handshakes.
 #                 The other login scenarios make full TLS handshakes only;
 #   relogin-ecdsa as relogin with the ECDSA P-256 certificate;
+#   relogin-full  as relogin, but offering no TLS ticket: each measured login makes a full
+#                 TLS handshake with the RSA-2048 certificate, as a client whose ticket has
+#                 expired does. The server does all the work of a first login (no server
+#                 derives keys at login; each keeps the salted keys), while the load
+#                 generator, keeping its SCRAM keys, spends no PBKDF2, which bounds its rate
+#                 of first logins in login and login-ecdsa against a fast server;
+#   relogin-full-ecdsa  as relogin-full with the ECDSA P-256 certificate;
 #   chat          PAIRS pairs, CHAT_MESSAGES messages per sender, window 10, no stream
 #                 management: delivered messages per second. Nothing waits for storage here,
 #                 so the run is long enough (300,000 messages by default) that storage work
@@ -67,7 +74,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=100 chat_messages=3000 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
 occupants=1024 senders=4 muc_messages=100 login_sessions=10000 ecdsa_sessions=2000 offline_users=10
-offline_messages=1000 mech=SCRAM-SHA-256 scenarios="echo login login-ecdsa relogin relogin-ecdsa chat chat-half chat-sm chat-archive muc offline"
+offline_messages=1000 mech=SCRAM-SHA-256 scenarios="echo login login-ecdsa relogin relogin-ecdsa relogin-full relogin-full-ecdsa chat chat-half chat-sm chat-archive muc offline"
 write=false
 command_line="bench/compare.sh $*"
 while [[ $# -gt 0 ]]; do
@@ -140,7 +147,7 @@ ulimit -n 20000 2> /dev/null || true
 archive_on() { [[ "$1" == chat-archive ]]; }
 # The certificate files a scenario's server presents: the ECDSA pair for (re)login-ecdsa, the RSA
 # pair otherwise (as a prefix of cert.pem, key.pem and both.pem).
-pem() { [[ "$1" == *login-ecdsa ]] && echo "$work/ecdsa-" || echo "$work/"; }
+pem() { [[ "$1" == *-ecdsa ]] && echo "$work/ecdsa-" || echo "$work/"; }
 
 start_starling() { # scenario postgres?
   local storage="" mam=never
@@ -356,6 +363,7 @@ run_one() { # server scenario repeat
     login) args=(login --sessions "$login_sessions" --idle 10) ;;
     login-ecdsa) args=(login --sessions "$ecdsa_sessions" --idle 1) ;;
     relogin | relogin-ecdsa) args=(login --sessions "$ecdsa_sessions" --idle 1 --reconnect) ;;
+    relogin-full | relogin-full-ecdsa) args=(login --sessions "$ecdsa_sessions" --idle 1 --reconnect --no-resume) ;;
     chat) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10) ;;
     chat-half) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10
                      --rate "$(python3 -c "print(round(${chat_rate[$server]} / 2 / $pairs, 1))")") ;;

@@ -101,8 +101,9 @@ def echo_table(runs, medians):
 
 def login_table(runs, medians, scenario="login"):
     """The login scenario (RSA-2048 certificate, memory per idle session), login-ecdsa (an
-    ECDSA certificate, for the rate only), or relogin and relogin-ecdsa (the same as
-    reconnections with cached SCRAM keys)."""
+    ECDSA certificate, for the rate only), relogin and relogin-ecdsa (the same as
+    reconnections with cached SCRAM keys and TLS tickets), or relogin-full and
+    relogin-full-ecdsa (cached SCRAM keys, full TLS handshakes)."""
     columns = ["server", "logins/s", "KiB per idle session", "established / failed", "TLS resumed",
                "load generator CPU s", "server CPU s", "logins per server CPU s"]
     heading = {
@@ -117,6 +118,12 @@ def login_table(runs, medians, scenario="login"):
         "the server resumed\n",
         "relogin-ecdsa": lambda first: f"### Reconnections with an ECDSA certificate\n\n{first['sessions']} "
         f"sessions, as reconnections with the ECDSA P-256 certificate\n",
+        "relogin-full": lambda first: f"### Reconnections with full TLS handshakes\n\n{first['sessions']} sessions, "
+        "as reconnections with the RSA-2048 certificate, but the load generator offers no TLS ticket: every "
+        "handshake is a full one, so the server does a first login's work while the load generator, "
+        "keeping its SCRAM keys, computes no PBKDF2\n",
+        "relogin-full-ecdsa": lambda first: f"### Reconnections with full TLS handshakes, ECDSA certificate\n\n"
+        f"{first['sessions']} sessions, as reconnections with full TLS handshakes and the ECDSA P-256 certificate\n",
     }[scenario]
     rows = begin_table(runs, scenario, "logins_per_sec", heading, columns)
     for server, results in rows or []:
@@ -226,6 +233,10 @@ def ratios(medians, runs):
             ("relogin", "reconnections per second"), ("relogin capacity", "reconnections per second of server CPU"),
             ("relogin-ecdsa", "reconnections per second, ECDSA certificate"),
             ("relogin-ecdsa capacity", "reconnections per second of server CPU, ECDSA certificate"),
+            ("relogin-full", "full-handshake reconnections per second"),
+            ("relogin-full capacity", "full-handshake reconnections per second of server CPU"),
+            ("relogin-full-ecdsa", "full-handshake reconnections per second, ECDSA certificate"),
+            ("relogin-full-ecdsa capacity", "full-handshake reconnections per second of server CPU, ECDSA certificate"),
             ("memory", "memory per idle session (theirs / ours)"),
             ("chat", "chat"), ("chat-sm", "chat-sm (durable on Starling)"), ("chat-archive", "chat-archive"),
             ("muc", "muc deliveries per second"), ("muc join", "muc join speed"),
@@ -276,6 +287,8 @@ def main():
     login_table(runs, medians, "login-ecdsa")
     login_table(runs, medians, "relogin")
     login_table(runs, medians, "relogin-ecdsa")
+    login_table(runs, medians, "relogin-full")
+    login_table(runs, medians, "relogin-full-ecdsa")
     chat_table(runs, medians)
     muc_table(runs, medians)
     offline_table(runs, medians)

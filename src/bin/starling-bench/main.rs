@@ -93,6 +93,12 @@ enum Scenario {
         /// when it reconnects. Without it every handshake is a full one.
         #[arg(long)]
         reconnect: bool,
+        /// With `--reconnect`: offer no TLS session ticket, so that every measured login makes
+        /// a full TLS handshake while reusing the SCRAM keys. The server does all the work of
+        /// a first login (it never derives keys at login), and the load generator spends no
+        /// PBKDF2, which otherwise bounds its rate of first logins.
+        #[arg(long, requires = "reconnect")]
+        no_resume: bool,
     },
     /// P sender/receiver pairs: delivered messages per second and latencies.
     Chat {
@@ -341,11 +347,19 @@ where
     Ok(())
 }
 
-async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconnect: bool) -> Result<(), String> {
+async fn login_scenario(
+    common: Common,
+    sessions: usize,
+    idle_secs: u64,
+    reconnect: bool,
+    resume: bool,
+) -> Result<(), String> {
     let mut target = registered_target(&common, sessions).await?;
     if reconnect {
         target.keys = Some(Arc::default());
-        target.tickets = Some(Arc::new(AccountTickets::new()?));
+        if resume {
+            target.tickets = Some(Arc::new(AccountTickets::new()?));
+        }
         log_in_and_out(&target, &common, sessions).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -396,10 +410,11 @@ async fn login_scenario(common: Common, sessions: usize, idle_secs: u64, reconne
     };
     let json = format!(
         "{{\"scenario\":\"login\",\"sessions\":{sessions},\"established\":{established},\"failed\":{failed},\
-         \"mechanism\":\"{}\",\"tls\":\"{}\",\"reconnect\":{reconnect},\"tls_resumed\":{},\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
+         \"mechanism\":\"{}\",\"tls\":\"{}\",\"reconnect\":{reconnect},\"tls_tickets\":{},\"tls_resumed\":{},\"seconds\":{elapsed:.3},\"logins_per_sec\":{:.1},\
          \"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"kib_per_session\":{},\"bench_cpu_s\":{bench_cpu},\"server_cpu_s\":{server_cpu}}}",
         target.mech.name(),
         if common.direct_tls { "direct" } else { "starttls" },
+        target.tickets.is_some(),
         resumed.load(Ordering::Relaxed),
         established as f64 / elapsed,
         rss_before.map_or("null".into(), |v| v.to_string()),
@@ -471,8 +486,8 @@ async fn offline_scenario(common: Common, plan: offline::OfflinePlan) -> Result<
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().scenario {
-        Scenario::Login { common, sessions, idle, reconnect } => {
-            login_scenario(common, sessions, idle, reconnect).await
+        Scenario::Login { common, sessions, idle, reconnect, no_resume } => {
+            login_scenario(common, sessions, idle, reconnect, !no_resume).await
         }
         Scenario::Chat {
             common,
