@@ -38,8 +38,8 @@ use sha2::Digest as _;
 
 use crate::stream::sasl::ChannelBindings;
 
-/// TLS 1.2 sessions resumable by session ID kept in memory; bounded so that clients cannot
-/// grow it.
+/// TLS 1.2 sessions kept in memory for resumption by session ID; bounded so that clients
+/// cannot grow it.
 const SESSION_CACHE_SIZE: usize = 4096;
 
 /// RFC 9266 §2 exporter label and output length.
@@ -206,8 +206,8 @@ pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<
         .with_cert_resolver(store);
     // Mobile clients reconnect often; resumption saves a full handshake. TLS 1.3 tickets and
     // TLS 1.2 tickets (RFC 5077) carry the session themselves, sealed with keys every node
-    // shares. Only TLS 1.2 clients without tickets resume by session ID, from this bounded
-    // store of this node.
+    // shares. TLS 1.2 sessions are also kept under their session ID in this bounded store of
+    // this node, for clients that resume by ID (RFC 5246 §7.4.1.2).
     config.ticketer = tickets;
     config.session_storage = Arc::new(SessionStore::new(SESSION_CACHE_SIZE));
     // One TLS 1.3 ticket per handshake (rustls sends two by default). An XMPP client holds one
