@@ -21,6 +21,8 @@ mod fixture;
 mod kv;
 #[path = "storage_contract/shapes.rs"]
 mod shapes;
+#[path = "storage_contract/tickets.rs"]
+mod tickets;
 
 use archive::*;
 use archive_find::*;
@@ -29,6 +31,7 @@ use shapes::*;
 use sqlx::{AnyConnection, Connection, Row};
 use starling::storage::{Backend, NewItem, Storage, StorageError, Value};
 use std::collections::BTreeSet;
+use tickets::*;
 
 /// The virtual host most contract functions use.
 const HOST: &str = "example.org";
@@ -85,6 +88,7 @@ contract!(
     keyval_users_sorted,
     map_set_get_overwrite_delete,
     map_insert_new_keeps_the_first_value,
+    tls_ticket_keys_agree_across_nodes,
     map_get_all_sorted,
     map_get_all_with_another_store,
     map_users_with_key,
