@@ -74,22 +74,7 @@ pub(crate) async fn upsert(
     value: Option<&Value>,
 ) -> Result<(), StorageError> {
     match value {
-        Some(value) => {
-            sqlx::query(
-                "INSERT INTO kv (host, username, store, key, type, value) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (host, username, store, key) \
-                 DO UPDATE SET type = excluded.type, value = excluded.value",
-            )
-            .bind(host)
-            .bind(user)
-            .bind(store)
-            .bind(key)
-            .bind(value.kind.as_str())
-            .bind(value.data.as_slice())
-            .execute(&mut *db.lease().await?)
-            .await?;
-        }
+        Some(value) => insert(db, [host, user, store, key], value, Existing::Replace).await,
         None => {
             sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2 AND store = $3 AND key = $4")
                 .bind(host)
@@ -98,8 +83,43 @@ pub(crate) async fn upsert(
                 .bind(key)
                 .execute(&mut *db.lease().await?)
                 .await?;
+            Ok(())
         }
     }
+}
+
+/// What [`insert`] does with a row that already holds the key.
+pub(crate) enum Existing {
+    Replace,
+    Keep,
+}
+
+/// Inserts one `kv` row under `[host, user, store, key]`.
+pub(crate) async fn insert(
+    db: &Connections,
+    [host, user, store, key]: [&str; 4],
+    value: &Value,
+    existing: Existing,
+) -> Result<(), StorageError> {
+    let statement = match existing {
+        Existing::Replace => {
+            "INSERT INTO kv (host, username, store, key, type, value) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (host, username, store, key) DO UPDATE SET type = excluded.type, value = excluded.value"
+        }
+        Existing::Keep => {
+            "INSERT INTO kv (host, username, store, key, type, value) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (host, username, store, key) DO NOTHING"
+        }
+    };
+    sqlx::query(statement)
+        .bind(host)
+        .bind(user)
+        .bind(store)
+        .bind(key)
+        .bind(value.kind.as_str())
+        .bind(value.data.as_slice())
+        .execute(&mut *db.lease().await?)
+        .await?;
     Ok(())
 }
 

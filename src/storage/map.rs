@@ -1,7 +1,7 @@
 //! The map shape: many keyed values per user and store.
 
 use super::error::StorageError;
-use super::keyval::{decode_value, upsert};
+use super::keyval::{Existing, decode_value, insert, upsert};
 use super::lease::Connections;
 use super::value::Value;
 use sqlx::Row;
@@ -62,19 +62,7 @@ impl Map {
     /// winner's value (for example, nodes agreeing on a shared secret). `None` only when
     /// someone deleted the key in between.
     pub async fn insert_new(&self, user: &str, key: &str, value: &Value) -> Result<Option<Value>, StorageError> {
-        sqlx::query(
-            "INSERT INTO kv (host, username, store, key, type, value) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (host, username, store, key) DO NOTHING",
-        )
-        .bind(self.host.as_str())
-        .bind(user)
-        .bind(self.store.as_str())
-        .bind(key)
-        .bind(value.kind.as_str())
-        .bind(value.data.as_slice())
-        .execute(&mut *self.db.lease().await?)
-        .await?;
+        insert(&self.db, [&self.host, user, &self.store, key], value, Existing::Keep).await?;
         self.get(user, key).await
     }
 
