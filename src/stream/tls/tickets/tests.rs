@@ -113,6 +113,11 @@ async fn refreshing_creates_ahead_and_erases_expired_keys() {
     assert_eq!(keys.open_at(&ticket, T0), None, "the erased key is gone from memory too");
     assert!(keys.seal_at(b"s", later).is_some());
 
+    // A node whose clock runs far behind leaves the others' newer keys alone.
+    keys.refresh(&store, T0).await.unwrap();
+    assert!(store.get("", &key_name(epoch_of(later) + 1)).await.unwrap().is_some());
+    assert!(keys.seal_at(b"s", T0).is_some());
+
     // Entries that are not keys of this format are left alone; broken keys are erased.
     store.set("", "unrelated", Some(&Value::text("x"))).await.unwrap();
     store.set("", &key_name(epoch_of(later)), Some(&Value::bytes(vec![1, 2, 3]))).await.unwrap();
