@@ -145,8 +145,8 @@ room_cap=$(( occupants > 1024 ? occupants : 1024 ))
 ulimit -n 20000 2> /dev/null || true
 
 archive_on() { [[ "$1" == chat-archive ]]; }
-# The certificate files a scenario's server presents: the ECDSA pair for (re)login-ecdsa, the RSA
-# pair otherwise (as a prefix of cert.pem, key.pem and both.pem).
+# The certificate files a scenario's server presents: the ECDSA pair for the -ecdsa scenarios,
+# the RSA pair otherwise (as a prefix of cert.pem, key.pem and both.pem).
 pem() { [[ "$1" == *-ecdsa ]] && echo "$work/ecdsa-" || echo "$work/"; }
 
 start_starling() { # scenario postgres?
