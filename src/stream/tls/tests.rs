@@ -52,6 +52,21 @@ async fn handshake(
     (s.unwrap(), c.unwrap())
 }
 
+/// Handshakes, then exchanges a byte, which lets the client take in the TLS 1.3 session
+/// ticket the server sends after the handshake.
+async fn handshake_and_take_ticket(
+    server: &Arc<rustls::ServerConfig>,
+    client: &Arc<ClientConfig>,
+    name: &str,
+) -> (ServerStream, ClientStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut s, mut c) = handshake(server, client, name).await;
+    s.write_all(b"x").await.unwrap();
+    s.flush().await.unwrap();
+    c.read_exact(&mut [0u8; 1]).await.unwrap();
+    (s, c)
+}
+
 fn peer_leaf(c: &client::TlsStream<tokio::io::DuplexStream>) -> CertificateDer<'static> {
     c.get_ref().1.peer_certificates().unwrap()[0].clone()
 }
@@ -144,7 +159,6 @@ async fn channel_bindings_match_the_client() {
 #[tokio::test]
 async fn resumption_keeps_the_served_certificate() {
     use rustls::HandshakeKind;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let dir = tempfile::tempdir().unwrap();
     let domains = self_signed(dir.path(), &["example.org", "example.net"]);
@@ -156,11 +170,7 @@ async fn resumption_keeps_the_served_certificate() {
         let mut kinds = Vec::new();
         // Three in a row: each handshake, resumed ones too, leaves the client a fresh ticket.
         for _ in 0..3 {
-            let (mut s, mut c) = handshake(&config, &client, "example.net").await;
-            // Exchanging a byte lets the client take in TLS 1.3 session tickets.
-            s.write_all(b"x").await.unwrap();
-            s.flush().await.unwrap();
-            c.read_exact(&mut [0u8; 1]).await.unwrap();
+            let (s, _c) = handshake_and_take_ticket(&config, &client, "example.net").await;
             let conn = s.get_ref().1;
             kinds.push(conn.handshake_kind());
             assert_eq!(store.served_leaf(conn).as_ref(), Some(&net), "tls12={tls12}");
@@ -177,7 +187,6 @@ async fn resumption_keeps_the_served_certificate() {
 #[tokio::test]
 async fn tickets_resume_on_another_node_of_the_same_database() {
     use rustls::HandshakeKind;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("shared.db").display());
@@ -194,10 +203,7 @@ async fn tickets_resume_on_another_node_of_the_same_database() {
         let client = client_config(&trusted, tls12, true);
         let mut kinds = Vec::new();
         for (config, _) in [&nodes[0], &nodes[1], &nodes[0]] {
-            let (mut s, mut c) = handshake(config, &client, "example.org").await;
-            s.write_all(b"x").await.unwrap();
-            s.flush().await.unwrap();
-            c.read_exact(&mut [0u8; 1]).await.unwrap();
+            let (s, _c) = handshake_and_take_ticket(config, &client, "example.org").await;
             kinds.push(s.get_ref().1.handshake_kind());
         }
         let expected = [Some(HandshakeKind::Full), Some(HandshakeKind::Resumed), Some(HandshakeKind::Resumed)];

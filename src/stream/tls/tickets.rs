@@ -94,8 +94,13 @@ impl TicketKeys {
     /// Keys that live in this process only, for a TLS listener without storage; tickets
     /// from them open only in this process.
     pub fn in_process() -> Arc<TicketKeys> {
-        let keys = Arc::new(TicketKeys::default());
-        let current = epoch_of(unix_now());
+        Arc::new(TicketKeys::generated_at(unix_now()))
+    }
+
+    /// Fresh random keys for the epoch of `now` and the next one.
+    fn generated_at(now: u64) -> TicketKeys {
+        let keys = TicketKeys::default();
+        let current = epoch_of(now);
         keys.install((current..=current + 1).filter_map(|epoch| Some((epoch, random_key()?))).collect());
         keys
     }

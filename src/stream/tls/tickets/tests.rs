@@ -5,16 +5,9 @@ use super::*;
 /// The start of an epoch, well inside the range of `u32` epochs.
 const T0: u64 = 20_000 * EPOCH_SECS;
 
-fn keys_at(now: u64) -> TicketKeys {
-    let keys = TicketKeys::default();
-    let current = epoch_of(now);
-    keys.install((current..=current + 1).map(|epoch| (epoch, random_key().unwrap())).collect());
-    keys
-}
-
 #[test]
 fn a_ticket_opens_for_its_lifetime_and_not_after() {
-    let keys = keys_at(T0);
+    let keys = TicketKeys::generated_at(T0);
     let session = b"the session state".to_vec();
     // Sealed in the last second of the epoch: the shortest life a ticket gets.
     let late = T0 + EPOCH_SECS - 1;
@@ -29,7 +22,7 @@ fn a_ticket_opens_for_its_lifetime_and_not_after() {
 
 #[test]
 fn every_ticket_is_sealed_afresh() {
-    let keys = keys_at(T0);
+    let keys = TicketKeys::generated_at(T0);
     let a = keys.seal_at(b"same", T0).unwrap();
     let b = keys.seal_at(b"same", T0).unwrap();
     assert_ne!(a, b, "a new nonce each time");
@@ -37,7 +30,7 @@ fn every_ticket_is_sealed_afresh() {
 
 #[test]
 fn altered_or_foreign_tickets_do_not_open() {
-    let keys = keys_at(T0);
+    let keys = TicketKeys::generated_at(T0);
     let ticket = keys.seal_at(b"the session state", T0).unwrap();
     for index in 0..ticket.len() {
         let mut altered = ticket.clone();
@@ -47,7 +40,7 @@ fn altered_or_foreign_tickets_do_not_open() {
     for len in 0..ticket.len() {
         assert_eq!(keys.open_at(&ticket[..len], T0), None, "cut to {len} bytes");
     }
-    assert_eq!(keys_at(T0).open_at(&ticket, T0), None, "other keys");
+    assert_eq!(TicketKeys::generated_at(T0).open_at(&ticket, T0), None, "other keys");
     assert_eq!(keys.open_at(&[0xff; 64], T0), None);
 }
 
@@ -55,20 +48,20 @@ fn altered_or_foreign_tickets_do_not_open() {
 fn without_a_usable_key_no_ticket_is_issued() {
     assert_eq!(TicketKeys::default().seal_at(b"s", T0), None);
     // Keys only for epochs long past: sealing with them would issue dead tickets.
-    assert_eq!(keys_at(T0).seal_at(b"s", T0 + 10 * EPOCH_SECS), None);
+    assert_eq!(TicketKeys::generated_at(T0).seal_at(b"s", T0 + 10 * EPOCH_SECS), None);
 }
 
 #[test]
 fn a_node_whose_clock_is_ahead_seals_tickets_the_others_open() {
     // Every node holds the current and the next epoch's keys; one node has crossed into the
     // next epoch while another has not.
-    let keys = keys_at(T0);
+    let keys = TicketKeys::generated_at(T0);
     let next_epoch = T0 + EPOCH_SECS;
     let from_ahead = keys.seal_at(b"s", next_epoch).unwrap();
     assert_eq!(from_ahead[..EPOCH_LEN], (epoch_of(T0) + 1).to_be_bytes());
     assert_eq!(keys.open_at(&from_ahead, T0), Some(b"s".to_vec()));
     // But no node seals with a key two epochs ahead of its clock.
-    assert_eq!(keys_at(next_epoch).seal_at(b"s", T0 - EPOCH_SECS), None);
+    assert_eq!(TicketKeys::generated_at(next_epoch).seal_at(b"s", T0 - EPOCH_SECS), None);
 }
 
 async fn sqlite_file(dir: &tempfile::TempDir) -> Storage {
