@@ -20,6 +20,15 @@
 //!   Resumed sessions skip certificate selection, so the served leaf is recomputed from the
 //!   connection's SNI with the same deterministic rules rather than remembered per handshake.
 //! * `tls-unique` is not offered: rustls does not expose the Finished messages.
+//!
+//! # Crypto provider
+//!
+//! rustls runs on aws-lc-rs, the only provider compiled in (with two, rustls cannot pick a
+//! process-wide default). A full handshake signs with the server's key (RFC 8446 §4.4.3), and
+//! RSA-2048 certificates are common: aws-lc signs with the processor's wide-integer
+//! instructions where they exist, and a Starling login with a full RSA handshake took a third
+//! less server CPU on aws-lc-rs than on ring (BENCHMARKS.md). Its key exchanges are X25519,
+//! P-256, P-384 and, last, the X25519MLKEM768 hybrid.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -104,7 +113,7 @@ impl fmt::Debug for CertStore {
 impl CertStore {
     /// Loads (or generates) every domain's certificate. The first entry is the default.
     pub fn load(domains: &[(String, CertSource)]) -> Result<CertStore, TlsError> {
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
         let mut by_name = HashMap::with_capacity(domains.len());
         let mut default = None;
         for (domain, source) in domains {
@@ -194,7 +203,7 @@ fn certificate_covers(key: &CertifiedKey, name: &str) -> bool {
 
 /// The rustls configuration for incoming TLS (direct TLS and STARTTLS alike).
 ///
-/// TLS 1.3 and 1.2 on the ring provider, given explicitly so that no process-wide default
+/// TLS 1.3 and 1.2 on the aws-lc-rs provider, given explicitly so that no process-wide default
 /// provider is needed; no client certificates (s2s authenticates with its own verifier);
 /// no ALPN, since XMPP on 5222/5223 does not negotiate one. The server chooses the cipher
 /// suite (see [`server_provider`]). Sessions resume from `tickets` (see [`TicketKeys`]).
@@ -219,7 +228,7 @@ pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<
     Ok(Arc::new(config))
 }
 
-/// The ring provider for servers, its cipher suites in the order in which the server picks
+/// The aws-lc-rs provider for servers, its cipher suites in the order in which the server picks
 /// one the client offers (with `ignore_client_order`): AES-128-GCM first, then
 /// ChaCha20-Poly1305, then AES-256-GCM, within each TLS version as given.
 ///
@@ -230,7 +239,7 @@ pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<
 /// (RFC 8446 §9.1), at the 128-bit security level of the X25519 and P-256 key exchanges.
 pub fn server_provider() -> Arc<CryptoProvider> {
     use rustls::CipherSuite as Suite;
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
         Suite::TLS13_AES_128_GCM_SHA256
         | Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
