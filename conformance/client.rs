@@ -72,7 +72,7 @@ impl Client {
         password: &str,
     ) -> anyhow::Result<Client> {
         let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(starling::stream::tls::crypto_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()

@@ -25,7 +25,7 @@ use std::sync::Arc;
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(crate::stream::tls::crypto_provider())
 }
 
 /// The authorities trusted for peers: the system's and `ca_files` (read once, at start-up).

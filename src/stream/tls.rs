@@ -113,7 +113,7 @@ impl fmt::Debug for CertStore {
 impl CertStore {
     /// Loads (or generates) every domain's certificate. The first entry is the default.
     pub fn load(domains: &[(String, CertSource)]) -> Result<CertStore, TlsError> {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let provider = crypto_provider();
         let mut by_name = HashMap::with_capacity(domains.len());
         let mut default = None;
         for (domain, source) in domains {
@@ -228,9 +228,15 @@ pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<
     Ok(Arc::new(config))
 }
 
-/// The aws-lc-rs provider for servers, its cipher suites in the order in which the server picks
-/// one the client offers (with `ignore_client_order`): AES-128-GCM first, then
-/// ChaCha20-Poly1305, then AES-256-GCM, within each TLS version as given.
+/// The crypto provider of every TLS connection of ours, as server or client (c2s, s2s, the
+/// load generator, tests): aws-lc-rs, chosen in this one place (the module docs say why).
+pub fn crypto_provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// The provider for servers ([`crypto_provider`]), its cipher suites in the order in which
+/// the server picks one the client offers (with `ignore_client_order`): AES-128-GCM first,
+/// then ChaCha20-Poly1305, then AES-256-GCM, within each TLS version as given.
 ///
 /// Most clients list AES-256-GCM with SHA-384 first. Its key schedule hashes with SHA-512,
 /// which has no instructions of its own on common x86 processors, while SHA-256 does (SHA-NI):
@@ -239,7 +245,7 @@ pub fn server_config(store: Arc<CertStore>, tickets: Arc<TicketKeys>) -> Result<
 /// (RFC 8446 §9.1), at the 128-bit security level of the X25519 and P-256 key exchanges.
 pub fn server_provider() -> Arc<CryptoProvider> {
     use rustls::CipherSuite as Suite;
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut provider = crypto_provider();
     provider.cipher_suites.sort_by_key(|suite| match suite.suite() {
         Suite::TLS13_AES_128_GCM_SHA256
         | Suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256

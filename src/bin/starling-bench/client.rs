@@ -268,7 +268,7 @@ pub fn insecure_tls() -> Result<TlsConnector, String> {
 /// servers on loopback with self-signed certificates. Signatures are still checked. It keeps
 /// no session tickets; [`AccountTickets`] gives an account its own.
 fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(starling::stream::tls::crypto_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map(|b| b.dangerous().with_custom_certificate_verifier(Arc::new(AnyCert(provider))).with_no_client_auth());

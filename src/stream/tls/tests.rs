@@ -26,7 +26,7 @@ fn client_config(trusted: &[CertificateDer<'static>], tls12: bool, sni: bool) ->
     }
     let versions: &[&rustls::SupportedProtocolVersion] =
         if tls12 { &[&rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    let mut config = ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
         .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
@@ -328,7 +328,7 @@ async fn server_prefers_aes_128_gcm() {
     }
     let mut roots = RootCertStore::empty();
     roots.add(trusted[0].clone()).unwrap();
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut provider = crypto_provider();
     provider.cipher_suites.retain(|suite| suite.suite() == Suite::TLS13_AES_256_GCM_SHA384);
     let only_aes_256 = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
