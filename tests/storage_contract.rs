@@ -83,6 +83,34 @@ macro_rules! contract {
     };
 }
 
+/// Instantiates each archive contract function once per table and backend, as
+/// `<table>::<function>::<backend>`: items in the `archive` table and in the `queue` table keep
+/// the same contract.
+macro_rules! archive_contract {
+    (@table $table:ident, $layout:ident, $($name:ident),*) => {
+        mod $table {
+            $(
+                mod $name {
+                    archive_contract!(@backend $name, $layout, sqlite_file, sqlite_memory, postgres);
+                }
+            )*
+        }
+    };
+    (@backend $name:ident, $layout:ident, $($backend:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $backend() {
+                let storage = crate::fixture::$backend().await;
+                crate::fixture::run(storage, |s| crate::$name(s, crate::Layout::$layout)).await;
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        archive_contract!(@table archive_table, Archive, $($name),*);
+        archive_contract!(@table queue_table, Queue, $($name),*);
+    };
+}
+
 contract!(
     keyval_set_get_overwrite_delete,
     keyval_users_sorted,
@@ -98,16 +126,19 @@ contract!(
     isolation_between_hosts_stores_users,
     delete_user_across_shapes,
     concurrent_writers,
-    archive_append_and_get,
-    archive_append_same_key_replaces,
+);
+
+archive_contract!(
     archive_find_by_with,
-    archive_find_by_empty_with,
     archive_find_by_time,
     archive_find_after_before,
     archive_find_by_ids,
     archive_paging_forward,
     archive_paging_backward,
     archive_count,
+    archive_find_by_empty_with,
+    archive_append_and_get,
+    archive_append_same_key_replaces,
     archive_delete_by_query,
     archive_delete_by_keys,
     archive_delete_older_than,
@@ -142,6 +173,41 @@ async fn sqlite_file_is_created_uses_wal_and_survives_reopening() {
     let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(mode, "wal");
     conn.close().await.unwrap();
+}
+
+/// A database from before the queue table (migrations 1-3) keeps its inbox: the fourth
+/// migration moves the `offline` store's items, in order and with their keys, and leaves the
+/// other stores where they are.
+#[tokio::test]
+async fn upgrading_moves_the_inbox_to_the_queue_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/upgrade.db", dir.path().display());
+    Storage::open(&url).await.unwrap().close().await;
+    // Back to the schema of migration 3, holding what that version stored.
+    let mut conn = AnyConnection::connect(&url).await.unwrap();
+    for statement in [
+        "DROP TABLE queue",
+        "DELETE FROM _sqlx_migrations WHERE version = 4",
+        "INSERT INTO archive (host, username, store, key, \"when\", \"with\", type, value) VALUES \
+         ('example.org', 'juliet', 'offline', 'second', 2, '', 'xml', x'3c6d2f3e'), \
+         ('example.org', 'juliet', 'mam', 'kept', 1, 'romeo@example.net', 'xml', x'3c6d2f3e'), \
+         ('example.org', 'juliet', 'offline', 'first', 1, '', 'xml', x'3c6d2f3e')",
+        // Positions out of key order: the move keeps the order of positions.
+        "UPDATE archive SET sort_id = 100 WHERE key = 'second'",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let storage = Storage::open(&url).await.unwrap();
+    let inbox = storage.queue(HOST, "offline").find("juliet", &Default::default()).await.unwrap();
+    let keys: Vec<&str> = inbox.items.iter().map(|item| item.key.as_str()).collect();
+    assert_eq!(keys, ["first", "second"]);
+    let left = storage.archive(HOST, "offline").count("juliet", &Default::default()).await.unwrap();
+    assert_eq!(left, 0, "moved, not copied");
+    let mam = storage.archive(HOST, "mam").find("juliet", &Default::default()).await.unwrap();
+    assert_eq!(mam.items.len(), 1);
+    storage.close().await;
 }
 
 #[tokio::test]
@@ -300,6 +366,51 @@ async fn correspondent_page_is_a_range_read_of_the_partial_index() {
     let plan = outcome.unwrap();
     assert!(plan.iter().any(|step| step.contains("archive_with_sort_id")), "{plan:?}");
     assert!(!plan.iter().any(|step| step.contains("Sort")), "sorted: {plan:?}");
+}
+
+/// The statement text of a page of a queue's items in order after a position (the inbox's
+/// catch-up at login), as `Archive::find` writes it for the queue table, with SQLite's
+/// placeholders.
+const QUEUE_PAGE: &str = "SELECT sort_id, key, \"when\", \"with\", type, value FROM queue \
+     WHERE sort_id IN (SELECT sort_id FROM queue WHERE host = ? AND username = ? AND store = ? AND sort_id > ? \
+     ORDER BY sort_id + 0 ASC LIMIT 101) ORDER BY sort_id + 0 ASC";
+
+/// The steps of a plan, `explain` being an EXPLAIN of [`QUEUE_PAGE`] and `column` the column
+/// that describes each step.
+async fn queue_plan_of(conn: &mut AnyConnection, explain: String, column: usize) -> Vec<String> {
+    let query = sqlx::query(sqlx::AssertSqlSafe(explain)).bind(HOST).bind("juliet").bind("offline").bind(1000_i64);
+    let rows = query.fetch_all(conn).await.unwrap();
+    rows.iter().map(|row| row.get::<String, _>(column)).collect()
+}
+
+/// A page of a queue picks the positions of the user's items from the key index alone and
+/// then reads only the page's rows: neither planner walks the table in position order through
+/// other users' items.
+#[tokio::test]
+async fn queue_page_reads_the_users_items_through_the_key_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}/plan.db", dir.path().display());
+    Storage::open(&sqlite_url).await.unwrap().close().await;
+    let mut conn = AnyConnection::connect(&sqlite_url).await.unwrap();
+    let plan = queue_plan_of(&mut conn, format!("EXPLAIN QUERY PLAN {QUEUE_PAGE}"), 3).await;
+    assert!(plan.iter().any(|step| step.contains("USING COVERING INDEX queue_key")), "{plan:?}");
+    assert!(!plan.iter().any(|step| step.starts_with("SCAN queue")), "{plan:?}");
+    conn.close().await.unwrap();
+
+    let Some((admin_url, name)) = fixture::create_postgres_database().await else {
+        return;
+    };
+    let postgres_url = fixture::database_url(&admin_url, &name);
+    let outcome = tokio::spawn(async move {
+        Storage::open(&postgres_url).await.unwrap().close().await;
+        let mut conn = AnyConnection::connect(&postgres_url).await.unwrap();
+        sqlx::query("SET enable_seqscan = off").execute(&mut conn).await.unwrap();
+        queue_plan_of(&mut conn, format!("EXPLAIN {}", numbered_placeholders(QUEUE_PAGE)), 0).await
+    })
+    .await;
+    fixture::drop_database(&admin_url, &name).await;
+    let plan = outcome.unwrap();
+    assert!(plan.iter().any(|step| step.contains("Index Only Scan using queue_key")), "{plan:?}");
 }
 
 /// On a SQLite file, single statements run on connections the storage keeps out of the pool.

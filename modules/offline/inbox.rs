@@ -347,9 +347,7 @@ pub(super) fn stored_key(stanza: &Stanza, account: &BareJid) -> Option<String> {
 }
 
 /// The inbox item of a message, stamped now. Its `with` stays empty: the inbox is read by
-/// key and in order, never by correspondent, and an item with no correspondent is left out of
-/// the archive's correspondent index (one index entry fewer to write and to delete per
-/// message; the sender is in the stored stanza).
+/// key and in order, never by correspondent (the sender is in the stored stanza).
 fn inbox_item(key: String, document: Vec<u8>) -> NewItem {
     NewItem { key: Some(key), when: now_micros(), with: String::new(), value: Value::xml(document) }
 }

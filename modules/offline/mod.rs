@@ -7,7 +7,8 @@
 //!    keeping (not chat states alone, not `<no-store/>`; receipts and chat markers are kept,
 //!    XEP-0085 §5.6, XEP-0334) get a `<stanza-id/>` (XEP-0359) naming the account.
 //!    b. (priority `DELIVERY`) They are queued on the group commit into the account's
-//!    `offline` archive. The sender's stream-management `<a/>` waits for that commit (durable
+//!    `offline` archive, kept as a queue (`Storage::queue`: indexed by key only, as the inbox
+//!    is read by key and in order and holds each message a short time). The sender's stream-management `<a/>` waits for that commit (durable
 //!    before acknowledged). A redelivery (from a session that ended without showing it
 //!    delivered) is in the archive already and is not added again.
 //!    When no client of the account is online and the account is over its quota, the sender
@@ -109,7 +110,7 @@ fn build(r: &mut Registrar<'_>) -> Result<(), ModuleError> {
     let options: Options = r.config()?;
     let server: ServerHandle = r.server();
     let inbox = inbox::Inbox::new(
-        r.archive("offline"),
+        r.queue("offline"),
         r.archive(DELIVERED),
         r.domain(),
         options.max_messages_per_user,

@@ -3,7 +3,7 @@
 use super::inbox::{Inbox, OriginKeys};
 use super::restart::Dedup;
 use super::{DELIVERED, Offline};
-use crate::module_api::{ArchiveQuery, NewItem, ServerHandle, Storage, Value};
+use crate::module_api::{Archive, ArchiveQuery, NewItem, ServerHandle, Storage, Value};
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -13,15 +13,15 @@ fn item(key: &str, when: i64) -> NewItem {
     NewItem { key: Some(key.into()), when, with: "romeo@example.net".into(), value: Value::xml(b"<message/>".to_vec()) }
 }
 
-async fn keys(storage: &Storage, store: &str) -> Vec<String> {
-    let page = storage.archive("example.com", store).find("juliet", &ArchiveQuery::default()).await.unwrap();
+async fn keys(archive: &Archive) -> Vec<String> {
+    let page = archive.find("juliet", &ArchiveQuery::default()).await.unwrap();
     page.items.into_iter().map(|i| i.key).collect()
 }
 
 #[tokio::test]
 async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_periods() {
     let storage = Storage::open("sqlite::memory:").await.unwrap();
-    let stored = storage.archive("example.com", "offline");
+    let stored = storage.queue("example.com", "offline");
     let records = storage.archive("example.com", DELIVERED);
     let now = 1_000 * DAY;
     for (key, age) in [("year-old", 366), ("month-old", 30)] {
@@ -44,12 +44,12 @@ async fn expiry_removes_old_messages_and_old_delivery_records_by_their_own_perio
         dedup_window: Duration::from_secs(86_400),
     };
     offline.expire(now).await;
-    assert_eq!(keys(&storage, "offline").await, vec!["month-old"]);
-    assert_eq!(keys(&storage, DELIVERED).await, vec!["an-hour"]);
+    assert_eq!(keys(offline.inbox.stored()).await, vec!["month-old"]);
+    assert_eq!(keys(offline.inbox.records()).await, vec!["an-hour"]);
     // A year later nothing is left.
     offline.expire(now + 365 * DAY).await;
-    assert!(keys(&storage, "offline").await.is_empty());
-    assert!(keys(&storage, DELIVERED).await.is_empty());
+    assert!(keys(offline.inbox.stored()).await.is_empty());
+    assert!(keys(offline.inbox.records()).await.is_empty());
 }
 
 #[test]

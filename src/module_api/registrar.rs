@@ -188,6 +188,11 @@ impl<'a> Registrar<'a> {
         self.storage.archive(self.domain, store)
     }
 
+    /// The archive store `store` of this domain, kept as a queue (see `Storage::queue`).
+    pub fn queue(&self, store: &str) -> Archive {
+        self.storage.queue(self.domain, store)
+    }
+
     /// Runs `task` every `interval` (first run after one interval) for as long as the server
     /// runs: expiry jobs and other housekeeping.
     pub fn every(&mut self, interval: std::time::Duration, task: Arc<dyn PeriodicTask>) {

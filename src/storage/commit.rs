@@ -23,7 +23,7 @@
 //! recovers. A single write that still fails after [`POISON_ATTEMPTS`] tries while the
 //! database otherwise works is dropped with an error log, so one bad row cannot stop the server.
 
-use super::archive::{Archive, ArchiveRow, ItemKey, NewItem};
+use super::archive::{Archive, ArchiveRow, ItemKey, NewItem, Table};
 use super::dialect::Backend;
 use super::error::StorageError;
 use super::lease::Connections;
@@ -229,7 +229,7 @@ async fn committer(commits: Arc<GroupCommit>, db: Connections, backend: Backend)
     }
 }
 
-/// Keeps PostgreSQL's planner statistics of the archive table current while the committer
+/// Keeps PostgreSQL's planner statistics of the archive and queue tables current while the committer
 /// fills it. Without them (a new table, or autovacuum off) the planner takes the index on
 /// (host, store, when) for key lookups of one account and scans a whole store: measured, the
 /// removal of delivered messages then slows every batch down as the store grows (1,500 instead
@@ -250,8 +250,10 @@ impl Statistics {
             return;
         }
         self.next_analyze = if threshold < 1_000_000 { threshold * 2 } else { threshold + 1_000_000 };
-        if let Err(e) = sqlx::query("ANALYZE archive").execute(pool).await {
-            tracing::warn!(error = %e, "analyzing the archive table failed");
+        for statement in ["ANALYZE archive", "ANALYZE queue"] {
+            if let Err(e) = sqlx::query(statement).execute(pool).await {
+                tracing::warn!(error = %e, statement, "updating the planner's statistics failed");
+            }
         }
     }
 }
@@ -272,6 +274,7 @@ async fn commit_batch(db: &Connections, backend: Backend, writes: &[&Write]) -> 
     let logs = log_items(writes)?;
     let mut rows = surviving_appends(writes);
     rows.extend(logs.iter().map(|(archive, user, item)| ArchiveRow {
+        table: archive.table(),
         host: archive.host(),
         store: archive.store(),
         user,
@@ -280,8 +283,11 @@ async fn commit_batch(db: &Connections, backend: Backend, writes: &[&Write]) -> 
     let mut conn = db.lease().await?;
     let mut tx = conn.begin().await?;
     Archive::delete_items(&mut tx, backend, &deleted_items(writes)).await?;
-    for rows in rows.chunks(ROWS_PER_INSERT) {
-        Archive::insert_rows(&mut tx, backend, rows).await?;
+    for table in [Table::Archive, Table::Queue] {
+        let of_table: Vec<&ArchiveRow<'_>> = rows.iter().filter(|row| row.table == table).collect();
+        for chunk in of_table.chunks(ROWS_PER_INSERT) {
+            Archive::insert_rows(&mut tx, backend, table, chunk).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
@@ -295,16 +301,18 @@ fn surviving_appends<'a>(writes: &[&'a Write]) -> Vec<ArchiveRow<'a>> {
     for write in writes.iter().rev() {
         match write {
             Write::Delete { archive, user, keys } => {
-                let (host, store, user) = (archive.host(), archive.store(), user.as_str());
-                deleted_later.extend(keys.iter().map(|key| ItemKey { host, store, user, key }));
+                let (table, host, store, user) = (archive.table(), archive.host(), archive.store(), user.as_str());
+                deleted_later.extend(keys.iter().map(|key| ItemKey { table, host, store, user, key }));
             }
             Write::Log { .. } => {}
             Write::Append { archive, user, item } => {
-                let (host, store, user) = (archive.host(), archive.store(), user.as_str());
-                let undone =
-                    item.key.as_deref().is_some_and(|key| deleted_later.contains(&ItemKey { host, store, user, key }));
+                let (table, host, store, user) = (archive.table(), archive.host(), archive.store(), user.as_str());
+                let undone = item
+                    .key
+                    .as_deref()
+                    .is_some_and(|key| deleted_later.contains(&ItemKey { table, host, store, user, key }));
                 if !undone {
-                    rows.push(ArchiveRow { host, store, user, item });
+                    rows.push(ArchiveRow { table, host, store, user, item });
                 }
             }
         }
@@ -336,8 +344,8 @@ fn deleted_items<'a>(writes: &[&'a Write]) -> Vec<ItemKey<'a>> {
     let mut items = Vec::new();
     for write in writes {
         if let Write::Delete { archive, user, keys } = write {
-            let (host, store, user) = (archive.host(), archive.store(), user.as_str());
-            items.extend(keys.iter().map(|key| ItemKey { host, store, user, key }));
+            let (table, host, store, user) = (archive.table(), archive.host(), archive.store(), user.as_str());
+            items.extend(keys.iter().map(|key| ItemKey { table, host, store, user, key }));
         }
     }
     items

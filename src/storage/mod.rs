@@ -6,16 +6,18 @@
 //!   lookup of which users hold a key.
 //! - [`Archive`]: an append-only, ordered list per user and store (MAM, offline messages, PEP
 //!   items), queryable by time, correspondent and id, paged RSM-style by position, and expired
-//!   by age.
+//!   by age. An archive whose items each user keeps a short time and reads back in order (the
+//!   inbox) is opened with [`Storage::queue`]: the same operations on a table with fewer
+//!   indexes, so that writing and removing an item costs half the index work.
 //!
 //! A module asks [`Storage`] for a handle naming its host and store, for example
 //! `storage.map("example.org", "roster")`, and never sees SQL. Values are bytes with a declared
 //! encoding ([`Value`]); timestamps are Unix microseconds as `i64`.
 //!
-//! Everything lives in two tables, `kv` (keyval and map) and `archive`, with the same columns on
-//! SQLite and PostgreSQL. Keyval is the map entry with the empty key, so a store name should be
-//! used with one shape only. Dialect differences are confined to `dialect.rs` and the migration
-//! folders `migrations/sqlite` and `migrations/postgres`.
+//! Everything lives in three tables, `kv` (keyval and map), `archive` and `queue` (archives),
+//! with the same columns on SQLite and PostgreSQL. Keyval is the map entry with the empty key,
+//! so a store name should be used with one shape only. Dialect differences are confined to
+//! `dialect.rs` and the migration folders `migrations/sqlite` and `migrations/postgres`.
 //!
 //! Opening is strict: if the database cannot be reached or migrated, [`Storage::open`] fails
 //! and the server does not start. There is no fallback store.
@@ -39,6 +41,7 @@ pub use keyval::KeyVal;
 pub use map::{Entries, Map};
 pub use value::{Value, ValueKind};
 
+use archive::Table;
 use dialect::Target;
 
 /// The current time in microseconds since the Unix epoch (storage timestamps).
@@ -109,9 +112,20 @@ impl Storage {
         Map::new(self.db.clone(), host, store)
     }
 
-    /// The archive store `store` of virtual host `host`.
+    /// The archive store `store` of virtual host `host`, for long histories (message
+    /// archives, room history): indexed for paging, search by correspondent and time, and
+    /// expiry.
     pub fn archive(&self, host: &str, store: &str) -> Archive {
-        Archive::new(self.db.clone(), self.backend, self.commits.clone(), host, store)
+        Archive::new(self.db.clone(), self.backend, self.commits.clone(), Table::Archive, host, store)
+    }
+
+    /// The archive store `store` of virtual host `host`, kept as a queue: the same operations
+    /// as [`archive`](Self::archive), for items each user holds a short time and reads back
+    /// in order (an inbox). Its items cost half the index work to write and to delete; reads
+    /// in order sort the user's items, and expiry scans all queued items (see `Table`). A
+    /// store is one or the other: the same name opened both ways names two stores.
+    pub fn queue(&self, host: &str, store: &str) -> Archive {
+        Archive::new(self.db.clone(), self.backend, self.commits.clone(), Table::Queue, host, store)
     }
 
     /// Removes everything `user` of `host` has in any store of any shape, in one transaction:
@@ -119,11 +133,12 @@ impl Storage {
     pub async fn delete_user(&self, host: &str, user: &str) -> Result<(), StorageError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2").bind(host).bind(user).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM archive WHERE host = $1 AND username = $2")
-            .bind(host)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+        for statement in [
+            "DELETE FROM archive WHERE host = $1 AND username = $2",
+            "DELETE FROM queue WHERE host = $1 AND username = $2",
+        ] {
+            sqlx::query(statement).bind(host).bind(user).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -4,6 +4,24 @@
 use super::{HOST, item};
 use starling::storage::{Archive, ArchiveQuery, ArchivedId, NewItem, Page, Storage, StorageError, Value};
 
+/// Which table a contract's archives live in: both keep the same contract.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// `Storage::archive`.
+    Archive,
+    /// `Storage::queue`.
+    Queue,
+}
+
+impl Layout {
+    pub fn open(self, s: &Storage, host: &str, store: &str) -> Archive {
+        match self {
+            Layout::Archive => s.archive(host, store),
+            Layout::Queue => s.queue(host, store),
+        }
+    }
+}
+
 pub const ROMEO: &str = "romeo@example.net";
 pub const MERCUTIO: &str = "mercutio@example.net";
 pub const SECOND: i64 = 1_000_000;
@@ -38,8 +56,8 @@ pub async fn find(archive: &Archive, query: ArchiveQuery) -> Page {
     archive.find("juliet", &query).await.unwrap()
 }
 
-pub async fn archive_append_and_get(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_append_and_get(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     let mut previous = None;
     let mut generated = Vec::new();
     for i in 0..3 {
@@ -64,8 +82,8 @@ pub async fn archive_append_and_get(s: Storage) {
     assert_eq!(archive.get("romeo", "stanza-1").await.unwrap(), None);
 }
 
-pub async fn archive_append_same_key_replaces(s: Storage) {
-    let archive = s.archive(HOST, "pep");
+pub async fn archive_append_same_key_replaces(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "pep");
     archive.append("juliet", &item(Some("a"), 1, "", Value::text("a1"))).await.unwrap();
     let b = archive.append("juliet", &item(Some("b"), 2, "", Value::text("b1"))).await.unwrap();
     let a2 = archive.append("juliet", &item(Some("a"), 3, "", Value::text("a2"))).await.unwrap();
@@ -76,8 +94,8 @@ pub async fn archive_append_same_key_replaces(s: Storage) {
     assert_eq!(archive.count("juliet", &q()).await.unwrap(), 2);
 }
 
-pub async fn archive_delete_by_query(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_delete_by_query(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let with = ArchiveQuery { with: Some(MERCUTIO.into()), limit: Some(1), ..q() };
     assert_eq!(archive.delete("juliet", &with).await.unwrap(), 5, "limit ignored");
@@ -92,8 +110,8 @@ pub async fn archive_delete_by_query(s: Storage) {
     assert_eq!(archive.count("nurse", &q()).await.unwrap(), 1, "other users untouched");
 }
 
-pub async fn archive_delete_by_keys(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_delete_by_keys(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let gone = ["k01".to_string(), "k03".to_string(), "unknown".to_string()];
     assert_eq!(archive.delete_by_keys("juliet", &gone).await.unwrap(), 2);
@@ -110,15 +128,15 @@ pub async fn archive_delete_by_keys(s: Storage) {
     assert_eq!(archive.count("romeo", &q()).await.unwrap(), 100);
 }
 
-pub async fn archive_delete_older_than(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_delete_older_than(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     for user in ["juliet", "romeo"] {
         for i in 1..=10 {
             archive.append(user, &item(None, i * SECOND, "", Value::text("x"))).await.unwrap();
         }
     }
-    s.archive(HOST, "offline").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
-    s.archive("b.example", "mam").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
+    layout.open(&s, HOST, "offline").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
+    layout.open(&s, "b.example", "mam").append("juliet", &item(None, SECOND, "", Value::text("x"))).await.unwrap();
 
     assert_eq!(archive.delete_older_than(5 * SECOND).await.unwrap(), 8, "strictly older only");
     for user in ["juliet", "romeo"] {
@@ -126,12 +144,12 @@ pub async fn archive_delete_older_than(s: Storage) {
         assert_eq!(page.items.first().map(|i| i.when), Some(5 * SECOND));
         assert_eq!(page.items.len(), 6);
     }
-    assert_eq!(s.archive(HOST, "offline").count("juliet", &q()).await.unwrap(), 1);
-    assert_eq!(s.archive("b.example", "mam").count("juliet", &q()).await.unwrap(), 1);
+    assert_eq!(layout.open(&s, HOST, "offline").count("juliet", &q()).await.unwrap(), 1);
+    assert_eq!(layout.open(&s, "b.example", "mam").count("juliet", &q()).await.unwrap(), 1);
 }
 
-pub async fn archive_append_many_atomic(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_append_many_atomic(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     assert!(archive.append_many(&[]).await.unwrap().is_empty());
 
     let batch = vec![
@@ -164,20 +182,20 @@ pub async fn archive_append_many_atomic(s: Storage) {
     ));
 }
 
-pub async fn archive_users(s: Storage) {
-    let archive = s.archive(HOST, "offline");
+pub async fn archive_users(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "offline");
     assert!(archive.users().await.unwrap().is_empty());
     for user in ["zed", "alice", "bob", "alice"] {
         archive.append(user, &item(None, 1, "", Value::text("x"))).await.unwrap();
     }
-    s.archive(HOST, "mam").append("carol", &item(None, 1, "", Value::text("x"))).await.unwrap();
+    layout.open(&s, HOST, "mam").append("carol", &item(None, 1, "", Value::text("x"))).await.unwrap();
     assert_eq!(archive.users().await.unwrap(), ["alice", "bob", "zed"]);
     archive.delete("alice", &q()).await.unwrap();
     assert_eq!(archive.users().await.unwrap(), ["bob", "zed"]);
 }
 
-pub async fn archive_queued_writes_commit_in_order(s: Storage) {
-    let archive = s.archive(HOST, "offline");
+pub async fn archive_queued_writes_commit_in_order(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "offline");
     let mut last = 0;
     for i in 0..300 {
         let seq = archive.append_queued("juliet", item(Some(&format!("q{i:03}")), i, ROMEO, Value::text("m"))).await;
@@ -201,8 +219,8 @@ pub async fn archive_queued_writes_commit_in_order(s: Storage) {
     assert_eq!(archive.count("juliet", &q()).await.unwrap(), 298);
 }
 
-pub async fn archive_queued_write_rejected_by_the_database_is_dropped_alone(s: Storage) {
-    let archive = s.archive(HOST, "offline");
+pub async fn archive_queued_write_rejected_by_the_database_is_dropped_alone(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "offline");
     archive.append_queued("juliet", item(Some("before"), 1, ROMEO, Value::text("a"))).await;
     // An empty key violates the table's check: the database rejects this write for good.
     archive.append_queued("juliet", item(Some(""), 2, ROMEO, Value::text("bad"))).await;
@@ -213,8 +231,8 @@ pub async fn archive_queued_write_rejected_by_the_database_is_dropped_alone(s: S
     assert_eq!(keys, ["before", "after"]);
 }
 
-pub async fn archive_append_deleted_in_one_batch_is_not_written(s: Storage) {
-    let archive = s.archive(HOST, "offline");
+pub async fn archive_append_deleted_in_one_batch_is_not_written(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "offline");
     archive.append("juliet", &item(Some("old"), 1, ROMEO, Value::text("first copy"))).await.unwrap();
     // Queued back to back, these usually share one commit; the outcome must be queue order's.
     archive.append_queued("juliet", item(Some("old"), 5, ROMEO, Value::text("again"))).await;
@@ -228,8 +246,8 @@ pub async fn archive_append_deleted_in_one_batch_is_not_written(s: Storage) {
     assert_eq!(left, [("kept", b"stays".as_slice()), ("new", b"sent again".as_slice())]);
 }
 
-pub async fn archive_queued_deletions_across_accounts_remove_only_their_keys(s: Storage) {
-    let (inbox, records) = (s.archive(HOST, "offline"), s.archive(HOST, "delivered"));
+pub async fn archive_queued_deletions_across_accounts_remove_only_their_keys(s: Storage, layout: Layout) {
+    let (inbox, records) = (layout.open(&s, HOST, "offline"), layout.open(&s, HOST, "delivered"));
     let users: Vec<String> = (0..150).map(|i| format!("u{i:03}")).collect();
     for user in &users {
         for key in ["a", "b"] {
@@ -250,15 +268,15 @@ pub async fn archive_queued_deletions_across_accounts_remove_only_their_keys(s: 
     }
 }
 
-pub async fn archive_log_entries_of_one_batch_share_a_row(s: Storage) {
-    let log = s.archive(HOST, "delivered");
+pub async fn archive_log_entries_of_one_batch_share_a_row(s: Storage, layout: Layout) {
+    let log = layout.open(&s, HOST, "delivered");
     let entries: Vec<String> = (0..200).map(|i| format!("u{i}/k{i}")).collect();
     for entry in &entries {
         log.log_queued(" log", entry.clone()).await;
     }
     // Another account's log and another store stay apart.
     log.log_queued("juliet", "own".into()).await;
-    s.archive(HOST, "offline").log_queued(" log", "elsewhere".into()).await;
+    layout.open(&s, HOST, "offline").log_queued(" log", "elsewhere".into()).await;
     s.commits().flush().await;
     let items = log.find(" log", &q()).await.unwrap().items;
     let lines: Vec<&str> = items.iter().flat_map(|i| std::str::from_utf8(&i.value.data).unwrap().lines()).collect();
@@ -273,8 +291,8 @@ pub async fn archive_log_entries_of_one_batch_share_a_row(s: Storage) {
     assert_eq!(own[0].value.data, b"own");
 }
 
-pub async fn archive_paging_by_position_survives_removed_items(s: Storage) {
-    let archive = s.archive(HOST, "offline");
+pub async fn archive_paging_by_position_survives_removed_items(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "offline");
     for i in 0..5 {
         archive.append("juliet", &item(Some(&format!("k{i}")), i, ROMEO, Value::text("x"))).await.unwrap();
     }

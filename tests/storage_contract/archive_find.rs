@@ -1,11 +1,11 @@
 //! Contract: the archive shape, finding, paging and counting.
 
 use super::HOST;
-use super::archive::{ROMEO, SECOND, fill, find, keys, ks, q};
+use super::archive::{Layout, ROMEO, SECOND, fill, find, keys, ks, q};
 use starling::storage::{ArchiveQuery, Storage, StorageError, Value};
 
-pub async fn archive_find_by_with(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_find_by_with(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let page = find(&archive, ArchiveQuery { with: Some(ROMEO.into()), ..q() }).await;
     assert_eq!(keys(&page), ["k00", "k02", "k04", "k06", "k08"]);
@@ -14,8 +14,8 @@ pub async fn archive_find_by_with(s: Storage) {
     assert!(page.items.is_empty() && page.complete);
 }
 
-pub async fn archive_find_by_time(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_find_by_time(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let page = find(&archive, ArchiveQuery { start: Some(3 * SECOND), ..q() }).await;
     assert_eq!(keys(&page), ks(2..=9), "start is inclusive");
@@ -29,8 +29,8 @@ pub async fn archive_find_by_time(s: Storage) {
     assert!(find(&archive, empty).await.items.is_empty());
 }
 
-pub async fn archive_find_after_before(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_find_after_before(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let after = |k: &str| ArchiveQuery { after: Some(k.into()), ..q() };
     let before = |k: &str| ArchiveQuery { before: Some(k.into()), ..q() };
@@ -54,8 +54,8 @@ pub async fn archive_find_after_before(s: Storage) {
     assert_eq!(archive.count("juliet", &q()).await.unwrap(), 10, "failed deletes removed nothing");
 }
 
-pub async fn archive_find_by_ids(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_find_by_ids(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let ids = |list: &[&str]| Some(list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let page = find(&archive, ArchiveQuery { ids: ids(&["k05", "k01", "unknown"]), ..q() }).await;
@@ -66,8 +66,8 @@ pub async fn archive_find_by_ids(s: Storage) {
     assert_eq!(keys(&page), ["k02"]);
 }
 
-pub async fn archive_paging_forward(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_paging_forward(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     let empty = find(&archive, ArchiveQuery { limit: Some(0), ..q() }).await;
     assert!(empty.items.is_empty() && empty.complete);
     fill(&archive).await;
@@ -99,8 +99,8 @@ pub async fn archive_paging_forward(s: Storage) {
     assert_eq!((keys(&romeo), romeo.complete), (vec!["k04", "k06"], false));
 }
 
-pub async fn archive_paging_backward(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_paging_backward(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     let all = find(&archive, ArchiveQuery { reverse: true, ..q() }).await;
     assert_eq!((keys(&all).len(), all.complete), (10, true));
@@ -132,8 +132,8 @@ pub async fn archive_paging_backward(s: Storage) {
     assert_eq!((keys(&head), head.complete), (vec!["k00"], true));
 }
 
-pub async fn archive_count(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_count(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     assert_eq!(archive.count("juliet", &q()).await.unwrap(), 0);
     fill(&archive).await;
     let count = |query: ArchiveQuery| {
@@ -150,8 +150,8 @@ pub async fn archive_count(s: Storage) {
 
 /// Items with no correspondent are outside the correspondent index; a query for the empty
 /// correspondent still finds them, and queries for others do not see them.
-pub async fn archive_find_by_empty_with(s: Storage) {
-    let archive = s.archive(HOST, "mam");
+pub async fn archive_find_by_empty_with(s: Storage, layout: Layout) {
+    let archive = layout.open(&s, HOST, "mam");
     fill(&archive).await;
     for key in ["n0", "n1"] {
         archive.append("juliet", &super::item(Some(key), 20 * SECOND, "", Value::text("inbox"))).await.unwrap();

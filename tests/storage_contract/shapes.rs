@@ -109,6 +109,7 @@ pub async fn delete_user_across_shapes(s: Storage) {
             s.keyval(host, store).set(user, Some(&v)).await.unwrap();
             s.map(host, &format!("{store}-map")).set(user, "k", Some(&v)).await.unwrap();
             s.archive(host, store).append(user, &item(None, 1, "w", v.clone())).await.unwrap();
+            s.queue(host, &format!("{store}-queue")).append(user, &item(None, 1, "w", v.clone())).await.unwrap();
         }
     }
     s.delete_user(HOST, "alice").await.unwrap();
@@ -117,6 +118,9 @@ pub async fn delete_user_across_shapes(s: Storage) {
         assert_eq!(s.keyval(HOST, store).get("alice").await.unwrap(), None);
         assert!(s.map(HOST, &format!("{store}-map")).get_all("alice").await.unwrap().is_empty());
         assert_eq!(s.archive(HOST, store).count("alice", &ArchiveQuery::default()).await.unwrap(), 0);
+        let queue = s.queue(HOST, &format!("{store}-queue"));
+        assert_eq!(queue.count("alice", &ArchiveQuery::default()).await.unwrap(), 0);
+        assert_eq!(queue.count("bob", &ArchiveQuery::default()).await.unwrap(), 1);
 
         assert_eq!(s.keyval(HOST, store).get("bob").await.unwrap(), Some(v.clone()));
         assert_eq!(s.archive(HOST, store).count("bob", &ArchiveQuery::default()).await.unwrap(), 1);
