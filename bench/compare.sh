@@ -47,10 +47,13 @@
 #                 writes) is paid within it;
 #   chat-half     Starling only: chat paced at half of the rate the same server reached in
 #                 this repeat's chat run: latency at a moderate load;
-#   chat-sm       MESSAGES messages per sender, stream management, an ack request after
-#                 every message (acks wait for storage on Starling): also the time from
-#                 send to ack (on Starling that ack means "committed to storage");
-#   chat-archive  as chat-sm with the archive on for every message;
+#   chat-sm       SM_MESSAGES messages per sender (CHAT_MESSAGES unless given, so that the
+#                 durable and the plain rate come from runs of the same length), stream
+#                 management, an ack request after every message (acks wait for storage on
+#                 Starling): also the time from send to ack (on Starling that ack means
+#                 "committed to storage");
+#   chat-archive  as chat-sm with the archive on for every message, MESSAGES messages per
+#                 sender (the slowest server takes minutes for 50,000);
 #   muc           OCCUPANTS occupants enter one room, 32 entries at a time (join time, and
 #                 the CPU the server and the load generator used for it), then
 #                 SENDERS of them send MUC_MESSAGES groupchat messages each, window 10:
@@ -67,14 +70,14 @@
 # Writes every JSON result line to $OUT/results.jsonl, prints Markdown tables of medians
 # (min-max) with the Starling/Prosody and Starling/ejabberd ratios and, with --write, puts
 # them with the run's setup into BENCHMARKS.md between its "compare.sh" markers.
-#   usage: bench/compare.sh [--pairs N] [--chat-messages N] [--messages N]
+#   usage: bench/compare.sh [--pairs N] [--chat-messages N] [--sm-messages N] [--messages N]
 #                           [--login-sessions N] [--ecdsa-sessions N] [--relogin-sessions N]
 #                           [--occupants N] [--senders N] [--muc-messages N] [--offline-users N]
 #                           [--offline-messages N] [--repeats N] [--servers "a b"]
 #                           [--scenarios "a b"] [--mech SCRAM-SHA-256|SCRAM-SHA-1] [--write]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pairs=100 chat_messages=3000 messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
+pairs=100 chat_messages=3000 sm_messages="" messages=500 repeats=3 servers="starling starling-pg prosody ejabberd"
 occupants=1024 senders=4 muc_messages=100 login_sessions=10000 ecdsa_sessions=2000 relogin_sessions=4000
 offline_users=10
 offline_messages=1000 mech=SCRAM-SHA-256 scenarios="echo login login-ecdsa relogin relogin-ecdsa relogin-full relogin-full-ecdsa chat chat-half chat-sm chat-archive muc offline"
@@ -84,6 +87,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --pairs) pairs="$2"; shift 2 ;;
     --chat-messages) chat_messages="$2"; shift 2 ;;
+    --sm-messages) sm_messages="$2"; shift 2 ;;
     --messages) messages="$2"; shift 2 ;;
     --login-sessions) login_sessions="$2"; shift 2 ;;
     --ecdsa-sessions) ecdsa_sessions="$2"; shift 2 ;;
@@ -101,6 +105,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+sm_messages="${sm_messages:-$chat_messages}"
 # Every server stores the accounts' SCRAM keys for the hash of the mechanism the load
 # generator uses (Prosody's password_hash, ejabberd's auth_scram_hash).
 case "$mech" in
@@ -371,7 +376,8 @@ run_one() { # server scenario repeat
     chat) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10) ;;
     chat-half) args=(chat --pairs "$pairs" --messages "$chat_messages" --window 10
                      --rate "$(python3 -c "print(round(${chat_rate[$server]} / 2 / $pairs, 1))")") ;;
-    chat-sm | chat-archive) args=(chat --pairs "$pairs" --messages "$messages" --window 10 --ack-every 1) ;;
+    chat-sm) args=(chat --pairs "$pairs" --messages "$sm_messages" --window 10 --ack-every 1) ;;
+    chat-archive) args=(chat --pairs "$pairs" --messages "$messages" --window 10 --ack-every 1) ;;
     muc) args=(muc --occupants "$occupants" --senders "$senders" --messages "$muc_messages" --window 10
                --join-concurrency 32) ;;
     offline) args=(offline --users "$offline_users" --messages "$offline_messages" --window 50 --ack-every 10) ;;
