@@ -229,13 +229,13 @@ async fn committer(commits: Arc<GroupCommit>, db: Connections, backend: Backend)
     }
 }
 
-/// Keeps PostgreSQL's planner statistics of the archive and queue tables current while the committer
-/// fills it. Without them (a new table, or autovacuum off) the planner takes the index on
-/// (host, store, when) for key lookups of one account and scans a whole store: measured, the
-/// removal of delivered messages then slows every batch down as the store grows (1,500 instead
-/// of 10,900 durable messages per second in the chat benchmark). ANALYZE samples a bounded
-/// number of rows, so it runs after the first 1,000 appended rows and again each time the
-/// count has doubled, then every million.
+/// Keeps PostgreSQL's planner statistics of the archive and queue tables current while the
+/// committer fills them. Without them (a new table, or autovacuum off) the planner took the
+/// archive's index on (host, store, when) for key lookups of one account and scanned a whole
+/// store: measured, the removal of delivered messages then slowed every batch down as the
+/// store grew (1,500 instead of 10,900 durable messages per second in the chat benchmark).
+/// ANALYZE samples a bounded number of rows, so it runs after the first 1,000 appended rows
+/// and again each time the count has doubled, then every million.
 #[derive(Default)]
 struct Statistics {
     appended: u64,
