@@ -8,8 +8,8 @@
 //!    XEP-0085 §5.6, XEP-0334) get a `<stanza-id/>` (XEP-0359) naming the account.
 //!    b. (priority `DELIVERY`) They are queued on the group commit into the account's
 //!    `offline` archive, kept as a queue (`Storage::queue`: indexed by key only, as the inbox
-//!    is read by key and in order and holds each message a short time). The sender's stream-management `<a/>` waits for that commit (durable
-//!    before acknowledged). A redelivery (from a session that ended without showing it
+//!    is read by key and in order and holds each message a short time). The sender's
+//!    stream-management `<a/>` waits for that commit (durable before acknowledged). A redelivery (from a session that ended without showing it
 //!    delivered) is in the archive already and is not added again.
 //!    When no client of the account is online and the account is over its quota, the sender
 //!    gets `service-unavailable` instead (XEP-0160 §3).

@@ -36,6 +36,10 @@ pub(crate) enum Table {
 }
 
 impl Table {
+    /// Both tables: what touches every archive (a batch's writes, account deletion,
+    /// statistics) goes through each.
+    pub(crate) const ALL: [Table; 2] = [Table::Archive, Table::Queue];
+
     /// The table's name in SQL.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -305,11 +309,10 @@ impl Archive {
         let bounds = self.bounds(user, query).await?;
         let mut sql = Sql::new(self.backend, ITEM_COLUMNS);
         sql.push(self.table.name());
-        let order = if query.reverse { " ORDER BY sort_id DESC" } else { " ORDER BY sort_id ASC" };
         match self.table {
             Table::Archive => {
                 push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
-                sql.push(order);
+                sql.push(if query.reverse { " ORDER BY sort_id DESC" } else { " ORDER BY sort_id ASC" });
                 push_page_limit(&mut sql, query.limit);
             }
             Table::Queue => {
@@ -321,7 +324,7 @@ impl Archive {
                 // position order in search of the user's items.
                 let by_expression =
                     if query.reverse { " ORDER BY sort_id + 0 DESC" } else { " ORDER BY sort_id + 0 ASC" };
-                sql.push(" WHERE sort_id IN (SELECT sort_id FROM queue");
+                sql.push(" WHERE sort_id IN (SELECT sort_id FROM ").push(self.table.name());
                 push_archive_filter(&mut sql, &self.host, user, &self.store, query, bounds);
                 sql.push(by_expression);
                 push_page_limit(&mut sql, query.limit);
@@ -419,7 +422,7 @@ impl Archive {
         items: &[ItemKey<'_>],
     ) -> Result<u64, StorageError> {
         let mut removed = 0;
-        for table in [Table::Archive, Table::Queue] {
+        for table in Table::ALL {
             let of_table: Vec<ItemKey<'_>> = items.iter().copied().filter(|item| item.table == table).collect();
             for chunk in of_table.chunks(KEYS_PER_STATEMENT) {
                 let padded = chunk.len().next_power_of_two();

@@ -28,7 +28,7 @@ use super::dialect::Backend;
 use super::error::StorageError;
 use super::lease::Connections;
 use super::now_micros;
-use super::sql::random_key;
+use super::sql::{Sql, random_key};
 use super::value::Value;
 use sqlx::Connection;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -250,9 +250,11 @@ impl Statistics {
             return;
         }
         self.next_analyze = if threshold < 1_000_000 { threshold * 2 } else { threshold + 1_000_000 };
-        for statement in ["ANALYZE archive", "ANALYZE queue"] {
-            if let Err(e) = sqlx::query(statement).execute(pool).await {
-                tracing::warn!(error = %e, statement, "updating the planner's statistics failed");
+        for table in Table::ALL {
+            let mut analyze = Sql::new(Backend::Postgres, "ANALYZE ");
+            analyze.push(table.name());
+            if let Err(e) = analyze.build().execute(pool).await {
+                tracing::warn!(error = %e, table = table.name(), "updating the planner's statistics failed");
             }
         }
     }
@@ -283,7 +285,7 @@ async fn commit_batch(db: &Connections, backend: Backend, writes: &[&Write]) -> 
     let mut conn = db.lease().await?;
     let mut tx = conn.begin().await?;
     Archive::delete_items(&mut tx, backend, &deleted_items(writes)).await?;
-    for table in [Table::Archive, Table::Queue] {
+    for table in Table::ALL {
         let of_table: Vec<&ArchiveRow<'_>> = rows.iter().filter(|row| row.table == table).collect();
         for chunk in of_table.chunks(ROWS_PER_INSERT) {
             Archive::insert_rows(&mut tx, backend, table, chunk).await?;

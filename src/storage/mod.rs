@@ -43,6 +43,7 @@ pub use value::{Value, ValueKind};
 
 use archive::Table;
 use dialect::Target;
+use sql::Sql;
 
 /// The current time in microseconds since the Unix epoch (storage timestamps).
 pub fn now_micros() -> i64 {
@@ -133,11 +134,10 @@ impl Storage {
     pub async fn delete_user(&self, host: &str, user: &str) -> Result<(), StorageError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM kv WHERE host = $1 AND username = $2").bind(host).bind(user).execute(&mut *tx).await?;
-        for statement in [
-            "DELETE FROM archive WHERE host = $1 AND username = $2",
-            "DELETE FROM queue WHERE host = $1 AND username = $2",
-        ] {
-            sqlx::query(statement).bind(host).bind(user).execute(&mut *tx).await?;
+        for table in Table::ALL {
+            let mut delete = Sql::new(self.backend, "DELETE FROM ");
+            delete.push(table.name()).push(" WHERE host = ").text(host).push(" AND username = ").text(user);
+            delete.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
