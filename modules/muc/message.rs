@@ -37,7 +37,9 @@ impl Muc {
             None => self.to_room(&mut room, &from, &stanza).await,
             Some(nick) => private_message(&room, &nick, &from, &stanza),
         };
-        self.finish(room, out).await;
+        // No actor: a room message is the fan-out's hot path, and the sender's reflection
+        // (§7.4) going out first changes nothing any occupant sees of the room's order.
+        self.finish(room, None, out).await;
     }
 
     async fn to_room(&self, room: &mut Room, from: &FullJid, stanza: &Stanza) -> Vec<Stanza> {

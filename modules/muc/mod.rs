@@ -112,6 +112,15 @@ struct Delivered {
     ghosts: Vec<FullJid>,
 }
 
+impl Delivered {
+    /// Adds what a later delivery of the same operation left over.
+    fn absorb(&mut self, later: Delivered) {
+        self.to_route.extend(later.to_route);
+        self.ghosts.extend(later.ghosts);
+        self.ghosts.dedup();
+    }
+}
+
 /// A room could not be read from storage: the stanza is answered with this, never treated as
 /// if the room did not exist (someone could otherwise create it afresh and overwrite it).
 struct StorageFailed;

@@ -53,8 +53,8 @@ impl Muc {
             if room.gone {
                 continue; // destroyed or unloaded meanwhile: look again
             }
-            let out = self.presence_in(&mut room, nick, from, &stanza, created).await;
-            return self.finish(room, out).await;
+            let out = self.presence_in(&mut room, nick, from.clone(), &stanza, created).await;
+            return self.finish(room, Some(&from), out).await;
         }
     }
 
@@ -90,8 +90,35 @@ impl Muc {
     /// Ends a room operation: `out` goes to local sessions in order while the lock is held
     /// (every occupant sees the room's order), sessions found gone leave the room, an empty
     /// room is released; then the lock is dropped and the rest is routed.
-    pub(super) async fn finish(&self, mut room: tokio::sync::MutexGuard<'_, Room>, out: Vec<Stanza>) {
-        let mut delivered = self.deliver_local(out);
+    ///
+    /// With an `actor`, the stanzas for that session go out after everyone else's have had
+    /// their turn to be written. The operation runs on the actor's own connection task, which
+    /// writes what it queued for itself as soon as this returns, ahead of the other sessions'
+    /// tasks that the delivery merely woke. Clients take their own presence (status 110) as
+    /// the sign that the room has told everyone (XEP-0045 §7.2.3 sends it last; a nick change,
+    /// §7.6, or an exit, §7.14, likewise): a client that leaves right after its nick change
+    /// must not have its exit reach the others before its nick change did.
+    pub(super) async fn finish(
+        &self,
+        mut room: tokio::sync::MutexGuard<'_, Room>,
+        actor: Option<&FullJid>,
+        out: Vec<Stanza>,
+    ) {
+        let (own, others): (Vec<Stanza>, Vec<Stanza>) = match actor {
+            Some(actor) => {
+                out.into_iter().partition(|s| s.to_ref().and_then(|to| to.try_as_full().ok()) == Some(actor))
+            }
+            None => (Vec::new(), out),
+        };
+        let others_sent = !others.is_empty();
+        let mut delivered = self.deliver_local(others);
+        if !own.is_empty() {
+            if others_sent {
+                // Runs the connection tasks just woken before this one goes on to write.
+                tokio::task::yield_now().await;
+            }
+            delivered.absorb(self.deliver_local(own));
+        }
         let mut more = Vec::new();
         for ghost in std::mem::take(&mut delivered.ghosts) {
             self.leave(&mut room, &ghost, &Element::new("presence", NS_CLIENT), &mut more);

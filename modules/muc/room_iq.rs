@@ -36,6 +36,7 @@ impl Muc {
             drop(room);
             return self.refuse(&stanza, StanzaError::item_not_found().with_text("no such room")).await;
         }
+        let actor = sender.clone().try_into_full().ok();
         let out = match (nick, sender.try_into_full()) {
             // Answers to relayed requests may come from an account (vCards).
             (Some(nick), from) if !request => {
@@ -55,7 +56,7 @@ impl Muc {
                 Err(error) => iq_reply(&stanza, Err(error)).into_iter().collect(),
             },
         };
-        self.finish(room, out).await;
+        self.finish(room, actor.as_ref(), out).await;
     }
 
     async fn room_iq(&self, room: &mut Room, from: &FullJid, stanza: &Stanza) -> IqOutcome {
