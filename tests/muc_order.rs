@@ -1,10 +1,10 @@
-//! The order in which a room's copies of one change leave for different sessions. A room
+//! The order in which a room's copies of one departure leave for different sessions. A room
 //! operation runs on the connection task of the session that caused it, and that task writes
 //! what it queued for itself as soon as routing returns; the other occupants' copies are
-//! written by their own tasks. The acting session's own presence (status 110) must still be
-//! the last to go out: clients take it as the sign that the room told everyone (XEP-0045
-//! §7.2.3, §7.6), and a client that leaves right after its nick change must not have its exit
-//! overtake the nick change at the other occupants.
+//! written by their own tasks. When an occupant leaves or changes its nick (XEP-0045 §7.14,
+//! §7.6), its own presence (status 110) must still be the last to go out: clients take it as
+//! the sign that the room told everyone, and a client that leaves right after its nick change
+//! must not have its exit overtake the nick change at the other occupants.
 //!
 //! The sessions here are bound straight in the session table and served by small tasks that
 //! log what they take from their queues, as connection tasks would write it, so that the order

@@ -91,23 +91,31 @@ impl Muc {
     /// (every occupant sees the room's order), sessions found gone leave the room, an empty
     /// room is released; then the lock is dropped and the rest is routed.
     ///
-    /// With an `actor`, the stanzas for that session go out after everyone else's have had
-    /// their turn to be written. The operation runs on the actor's own connection task, which
-    /// writes what it queued for itself as soon as this returns, ahead of the other sessions'
-    /// tasks that the delivery merely woke. Clients take their own presence (status 110) as
-    /// the sign that the room has told everyone (XEP-0045 §7.2.3 sends it last; a nick change,
-    /// §7.6, or an exit, §7.14, likewise): a client that leaves right after its nick change
-    /// must not have its exit reach the others before its nick change did.
+    /// When the operation made the `actor` session's occupant leave (an exit, §7.14, or the
+    /// unavailable half of a nick change, §7.6), the stanzas for that session go out after
+    /// everyone else's have had their turn to be written. The operation runs on the actor's
+    /// own connection task, which writes what it queued for itself as soon as this returns,
+    /// ahead of the other sessions' tasks that the delivery merely woke. Clients take their
+    /// own presence (status 110) as the sign that the room has told everyone: one that leaves
+    /// right after its nick change must not have its exit reach another client before the
+    /// nick change did. Entries are left as they are: waking every occupant's task to write
+    /// the newcomer's presence before the entering session goes on cost a fifth more server
+    /// CPU for 1024 entries (BENCHMARKS.md, "Room departures in order").
     pub(super) async fn finish(
         &self,
         mut room: tokio::sync::MutexGuard<'_, Room>,
         actor: Option<&FullJid>,
         out: Vec<Stanza>,
     ) {
-        let (own, others): (Vec<Stanza>, Vec<Stanza>) = match actor {
-            Some(actor) => {
-                out.into_iter().partition(|s| s.to_ref().and_then(|to| to.try_as_full().ok()) == Some(actor))
-            }
+        let addressed_to =
+            |stanza: &Stanza, jid: &FullJid| stanza.to_ref().and_then(|to| to.try_as_full().ok()) == Some(jid);
+        let leaving = actor.filter(|actor| {
+            out.iter().any(|s| {
+                s.kind == StanzaKind::Presence && s.type_attr() == Some("unavailable") && addressed_to(s, actor)
+            })
+        });
+        let (own, others): (Vec<Stanza>, Vec<Stanza>) = match leaving {
+            Some(actor) => out.into_iter().partition(|s| addressed_to(s, actor)),
             None => (Vec::new(), out),
         };
         let others_sent = !others.is_empty();
