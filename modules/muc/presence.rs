@@ -109,11 +109,7 @@ impl Muc {
     ) {
         let addressed_to =
             |stanza: &Stanza, jid: &FullJid| stanza.to_ref().and_then(|to| to.try_as_full().ok()) == Some(jid);
-        let leaving = actor.filter(|actor| {
-            out.iter().any(|s| {
-                s.kind == StanzaKind::Presence && s.type_attr() == Some("unavailable") && addressed_to(s, actor)
-            })
-        });
+        let leaving = actor.filter(|actor| out.iter().any(|s| is_own_departure(s) && addressed_to(s, actor)));
         let (own, others): (Vec<Stanza>, Vec<Stanza>) = match leaving {
             Some(actor) => out.into_iter().partition(|s| addressed_to(s, actor)),
             None => (Vec::new(), out),
@@ -273,6 +269,16 @@ fn strip_item_jid(stanza: &mut Stanza) {
     if let Some(item) = stanza.el_mut().get_child_mut("x", NS_USER).and_then(|x| x.get_child_mut("item", NS_USER)) {
         item.remove_attr("jid");
     }
+}
+
+/// Whether this is an occupant's own presence (status 110) saying it left the room.
+fn is_own_departure(stanza: &Stanza) -> bool {
+    stanza.kind == StanzaKind::Presence
+        && stanza.type_attr() == Some("unavailable")
+        && stanza
+            .el()
+            .get_child("x", NS_USER)
+            .is_some_and(|x| x.child_elements().any(|c| c.is("status", NS_USER) && c.attr("code") == Some("110")))
 }
 
 /// `<presence type='unavailable'/>` from the occupant JID (whose session `real` left) to
